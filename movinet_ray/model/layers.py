@@ -319,8 +319,10 @@ class FeatureConv(nn.Module):
 
 
 def spatial_mean(clip: Clip) -> Tensor:
-    """Per-frame spatial mean ``[B, T, C]`` in float32 (running sums stay exact in fp16/bf16)."""
-    return clip.x.mean(dim=(2, 3), dtype=torch.float32).view(clip.batch, clip.time, -1)
+    """Per-frame spatial mean ``[B, T, C]``, at least float32 (running sums stay exact when the
+    network runs in fp16/bf16)."""
+    dtype = torch.promote_types(clip.x.dtype, torch.float32)
+    return clip.x.mean(dim=(2, 3), dtype=dtype).view(clip.batch, clip.time, -1)
 
 
 def cumulative_mean(m: Tensor, state: StreamState, name: str) -> Tensor:
@@ -333,8 +335,8 @@ def cumulative_mean(m: Tensor, state: StreamState, name: str) -> Tensor:
     if carry is not None:
         csum = csum + carry.unsqueeze(1)
     state.outputs[name] = csum[:, -1]
-    steps = torch.arange(1, m.shape[1] + 1, device=m.device, dtype=torch.float32)
-    divisor = state.frame_count.to(torch.float32).unsqueeze(1) + steps
+    steps = torch.arange(1, m.shape[1] + 1, device=m.device, dtype=m.dtype)
+    divisor = state.frame_count.to(m.dtype).unsqueeze(1) + steps
     return csum / divisor.unsqueeze(-1)
 
 
@@ -482,7 +484,7 @@ class Head(nn.Module):
         carry = state.get(name)
         total = m.sum(dim=1) if carry is None else carry + m.sum(dim=1)
         state.outputs[name] = total
-        count = state.frame_count.to(torch.float32) + clip.time
+        count = state.frame_count.to(total.dtype) + clip.time
         return (total / count.unsqueeze(1)).to(clip.x.dtype)
 
 
