@@ -32,6 +32,12 @@ def test_parameter_count(variant, mode):
     assert round(params / 1e6, 2) == PUBLISHED_PARAMS_M[mode][variant]
 
 
+def assert_state_close(ours, ref, name):
+    """States are activations: compare relative to the tensor's own scale."""
+    scale = max(1.0, ref.abs().max().item()) if ref.is_floating_point() else 1.0
+    torch.testing.assert_close(ours, ref, atol=TOL * scale, rtol=0, msg=name)
+
+
 def _video(b, t, h, w, seed=0):
     return torch.rand(b, 3, t, h, w, generator=torch.Generator().manual_seed(seed))
 
@@ -55,7 +61,7 @@ def test_stream_equals_clip_every_variant(variant):
     torch.testing.assert_close(per_frame, whole, atol=TOL, rtol=0)
     torch.testing.assert_close(chunked, whole, atol=TOL, rtol=0)
     for name in whole_state:
-        torch.testing.assert_close(state[name], whole_state[name], atol=TOL, rtol=1e-5)
+        assert_state_close(state[name], whole_state[name], name)
 
 
 def test_batched_streams_at_different_positions():
@@ -172,7 +178,7 @@ def test_fused_batchnorm_gives_same_outputs():
             out, out_state = model(video)
         torch.testing.assert_close(out, ref, atol=TOL, rtol=0)
         for name in ref_state:
-            torch.testing.assert_close(out_state[name], ref_state[name], atol=TOL, rtol=1e-5)
+            assert_state_close(out_state[name], ref_state[name], name)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
         with pytest.raises(RuntimeError, match="fused"):
             model.train()
