@@ -1,6 +1,19 @@
-"""MoViNet A0-A5 in PyTorch: configs, layers, the network, TF weight conversion."""
+"""MoViNet A0-A5 in PyTorch: configs, layers, the network, checkpoints, TF weight conversion."""
 
+from .checkpoint import (
+    ModelInfo,
+    kinetics600_labels,
+    load_kinetics600,
+    load_model,
+    model_info,
+    save_model,
+)
 from .configs import VARIANTS, MoViNetConfig, VariantSpec
+from .convert import WeightConversionError, load_tf_weights
 from .movinet import MoViNet, State, create_model
 
-__all__ = ["VARIANTS", "MoViNet", "MoViNetConfig", "State", "VariantSpec", "create_model"]
+__all__ = [
+    "VARIANTS", "ModelInfo", "MoViNet", "MoViNetConfig", "State", "VariantSpec",
+    "WeightConversionError", "create_model", "kinetics600_labels", "load_kinetics600",
+    "load_model", "load_tf_weights", "model_info", "save_model",
+]
