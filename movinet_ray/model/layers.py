@@ -73,12 +73,17 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def pad_same(x: Tensor, kernel: int, stride: int) -> Tensor:
-    """Zero-pad frames ``[N, C, H, W]`` so a 'valid' conv/pool gives TF 'SAME' output."""
+    """Zero-pad frames ``[N, C, H, W]`` so a 'valid' conv/pool gives TF 'SAME' output.
+
+    Pads in the ``[N, H, W, C]`` view: ``F.pad`` returns a contiguous tensor, which for NCHW
+    would silently drop channels-last and send every later conv to a slow kernel.
+    """
     top, bottom = same_padding(x.shape[-2], kernel, stride)
     left, right = same_padding(x.shape[-1], kernel, stride)
     if top == bottom == left == right == 0:
         return x
-    return F.pad(x, (left, right, top, bottom))
+    nhwc = F.pad(x.permute(0, 2, 3, 1), (0, 0, left, right, top, bottom))
+    return nhwc.permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- clip and state
@@ -409,13 +414,9 @@ class SkipBranch(nn.Module):
 
 def avg_pool_same(x: Tensor, kernel: int, stride: int) -> Tensor:
     """TF 'SAME' average pooling: padded cells are excluded from each window's divisor."""
-    h, w = x.shape[-2:]
-    top, bottom = same_padding(h, kernel, stride)
-    left, right = same_padding(w, kernel, stride)
-    pads = (left, right, top, bottom)
-    summed = F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1)
-    ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
-    count = F.avg_pool2d(F.pad(ones, pads), kernel, stride, divisor_override=1)
+    summed = F.avg_pool2d(pad_same(x, kernel, stride), kernel, stride, divisor_override=1)
+    ones = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+    count = F.avg_pool2d(pad_same(ones, kernel, stride), kernel, stride, divisor_override=1)
     return summed / count
 
 
