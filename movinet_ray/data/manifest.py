@@ -123,10 +123,14 @@ class Manifest:
             if name in table.column_names and table.schema.field(name).type != typ:
                 table = table.set_column(table.column_names.index(name), name,
                                          pc.cast(table[name], typ))
-        paths = [storage.resolve(p, base) for p in table["path"].to_pylist()]
+        written = table["path"].to_pylist()
+        if any(p is None for p in written):
+            raise ValueError("a manifest path is null")
+        # ids from the paths as written, so a relocated relative manifest keeps its ids
+        ids = [default_video_id(p) for p in written]
+        paths = [storage.resolve(p, base) for p in written]
         table = table.set_column(table.column_names.index("path"), "path",
                                  pa.array(paths, pa.string()))
-        ids = [default_video_id(p) for p in paths]
         if "video_id" in table.column_names:
             given = table["video_id"].to_pylist()
             ids = [g if g is not None else d for g, d in zip(given, ids)]
@@ -147,7 +151,9 @@ class Manifest:
                   base: str | None = None) -> Manifest:
         if not rows:
             raise ValueError("a manifest needs at least one row")
-        return cls.from_table(pa.Table.from_pylist(list(rows)), classes, base)
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # union, first-seen order
+        table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
+        return cls.from_table(table, classes, base)
 
     def __len__(self) -> int:
         return len(self.table)

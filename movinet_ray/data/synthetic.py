@@ -226,17 +226,19 @@ def render_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
 
 def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray] | Sequence[np.ndarray],
                 fps: float, codec: str = "libx264", crf: int = 20,
-                options: dict[str, str] | None = None) -> None:
+                options: dict[str, str] | None = None,
+                container_options: dict[str, str] | None = None) -> None:
     """Encode RGB uint8 ``[H, W, 3]`` frames with PyAV (even width/height for yuv420p).
 
     ``codec``: ``libx264`` (``crf`` 0 = lossless), ``mpeg4``, ``libx264rgb`` (RGB, lossless
-    with crf 0), or any encoder PyAV ships.
+    with crf 0), or any encoder PyAV ships. ``options`` go to the encoder,
+    ``container_options`` to the muxer (e.g. ``{"movflags": "faststart"}``).
     """
     import av
     from fractions import Fraction
 
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=container_options or {}) as container:
         stream = None
         for img in frames:
             if stream is None:
