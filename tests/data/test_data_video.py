@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
-import psutil
 import pyarrow.fs as pafs
 import pytest
 import torch
@@ -19,6 +23,8 @@ from movinet_ray.data import (
 )
 from movinet_ray.data import storage, video
 from movinet_ray.data.synthetic import write_video
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def test_probe_reports_container_metadata(index_video):
@@ -139,7 +145,7 @@ def test_av1_falls_back_to_pyav(index_video):
 
 def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
     """2 minutes at 30 fps (3600 frames): the decoder is asked for at most DECODE_BATCH
-    frames at a time and the resident memory does not grow with the video."""
+    frames at a time and the resident memory stops growing."""
     path = tmp_path / "long.mp4"
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -153,18 +159,22 @@ def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
         return real_get(self, indices)
 
     monkeypatch.setattr(video._DecordSource, "get", spy)
-    proc = psutil.Process()
-    n, rss_after_first, peak = 0, None, 0
-    for chunk in iter_video_chunks(path, chunk_frames=32, size=None):
-        n += chunk.frames.shape[1]
-        rss = proc.memory_info().rss
-        if rss_after_first is None:
-            rss_after_first = rss
-        peak = max(peak, rss)
+    n = sum(chunk.frames.shape[1] for chunk in iter_video_chunks(path, chunk_frames=32))
     assert n == 3600
     assert max(requested) <= video.DECODE_BATCH and sum(requested) == 3600
-    # the whole video decoded would be 3600 * 57.6 kB = 207 MB
-    assert peak - rss_after_first < 40e6, (peak - rss_after_first) / 1e6
+    # Resident memory in a fresh process (no Ray threads or test leftovers): it settles once
+    # the decoder's buffers are warm (first ~1000 frames) and stays flat for the remaining
+    # 2600 frames, which decoded and kept would take 2600 * 57.6 kB = 150 MB.
+    script = (
+        "import sys, psutil\n"
+        "from movinet_ray.data import iter_video_chunks\n"
+        "rss = [psutil.Process().memory_info().rss\n"
+        "       for c in iter_video_chunks(sys.argv[1], chunk_frames=32)]\n"
+        "print(max(rss[30:]) - rss[30])\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": ROOT})
+    growth = int(out.stdout.strip().splitlines()[-1])
+    assert growth < 20e6, growth / 1e6
 
 
 def test_object_storage_path_is_downloaded_and_cleaned(index_video, tmp_path):
@@ -172,7 +182,6 @@ def test_object_storage_path_is_downloaded_and_cleaned(index_video, tmp_path):
     fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
     with storage.local_copy(path.name, filesystem=fs) as local:
         assert local != str(path) and open(local, "rb").read() == path.read_bytes()
-    import os
     assert not os.path.exists(local)  # temp copy removed
     uri = path.as_uri()  # file:// URIs go through pyarrow's filesystem resolution
     assert storage.is_uri(uri) and not storage.is_remote(uri)
