@@ -32,11 +32,16 @@ def is_remote(path: str | os.PathLike) -> bool:
     return is_uri(text) and not text.startswith("file://")
 
 
+def from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``pyarrow.fs.FileSystem.from_uri`` (the one place URIs are resolved)."""
+    return pafs.FileSystem.from_uri(uri)
+
+
 def to_local_path(path: str | os.PathLike) -> str:
     """A local filesystem path for a local path or ``file://`` URI (remote URIs raise)."""
     text = str(path)
     if text.startswith("file://"):
-        _, local = pafs.FileSystem.from_uri(text)
+        _, local = from_uri(text)
         return local
     if is_uri(text):
         raise ValueError(f"{text!r} is not a local path")
@@ -48,7 +53,7 @@ def filesystem_for(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     text = str(path)
     if not is_uri(text):
         return pafs.LocalFileSystem(), os.path.abspath(text)
-    return pafs.FileSystem.from_uri(text)
+    return from_uri(text)
 
 
 def join(root: str | os.PathLike, *parts: str) -> str:
@@ -96,7 +101,8 @@ def list_files(root: str | os.PathLike, suffixes: tuple[str, ...]) -> list[str]:
     for info in infos:
         if info.type != pafs.FileType.File or not info.base_name.lower().endswith(suffixes):
             continue
-        rel = posixpath.relpath(info.path, inner.rstrip("/") or "/")
+        prefix = inner.rstrip("/")
+        rel = info.path[len(prefix) + 1:] if prefix else info.path.lstrip("/")
         out.append(join(text, *rel.split("/")))
     return sorted(out)
 
@@ -114,7 +120,7 @@ def local_copy(path: str | os.PathLike,
         yield to_local_path(path)
         return
     if filesystem is None:
-        filesystem, inner = pafs.FileSystem.from_uri(str(path))
+        filesystem, inner = from_uri(str(path))
     else:
         inner = str(path)
     if isinstance(filesystem, pafs.LocalFileSystem):

@@ -154,17 +154,26 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Container metadata without decoding the video (PyAV, safe on bad files).
 
+    Object-storage files are probed through a pyarrow random-access file, so only the
+    container header is read, not the whole video.
+
     Raises:
         VideoDecodeError: missing, empty, not a media file, no video stream, zero frames.
     """
-    with _localized(path) as local:
-        return _probe_local(local, str(path))
-
-
-@contextlib.contextmanager
-def _localized(path: str | os.PathLike) -> Iterator[str]:
-    """A local copy of ``path`` after the cheap checks (exists, non-empty)."""
     text = str(path)
+    _check_file(text)
+    if not storage.is_remote(text):
+        return _probe_local(storage.to_local_path(text), text)
+    fs, inner = storage.filesystem_for(text)
+    try:
+        with fs.open_input_file(inner) as f:
+            return _probe_local(f, text)
+    except OSError as e:
+        raise VideoDecodeError(text, f"cannot read file: {e}") from e
+
+
+def _check_file(text: str) -> None:
+    """The cheap checks before any decoder sees the file: it exists and is not empty."""
     try:
         size = storage.file_size(text)
     except (OSError, ValueError) as e:
@@ -173,6 +182,13 @@ def _localized(path: str | os.PathLike) -> Iterator[str]:
         raise VideoDecodeError(text, "file not found")
     if size == 0:
         raise VideoDecodeError(text, "empty file (0 bytes)")
+
+
+@contextlib.contextmanager
+def _localized(path: str | os.PathLike) -> Iterator[str]:
+    """A local copy of ``path`` after the cheap checks (exists, non-empty)."""
+    text = str(path)
+    _check_file(text)
     try:
         with storage.local_copy(text) as local:
             yield local
@@ -180,7 +196,8 @@ def _localized(path: str | os.PathLike) -> Iterator[str]:
         raise VideoDecodeError(text, f"cannot read file: {e}") from e
 
 
-def _probe_local(local: str, display: str) -> VideoInfo:
+def _probe_local(local, display: str) -> VideoInfo:
+    """Probe a local path or a seekable binary file object."""
     import av
 
     try:

@@ -162,19 +162,22 @@ def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
     n = sum(chunk.frames.shape[1] for chunk in iter_video_chunks(path, chunk_frames=32))
     assert n == 3600
     assert max(requested) <= video.DECODE_BATCH and sum(requested) == 3600
-    # Resident memory in a fresh process (no Ray threads or test leftovers): it settles once
-    # the decoder's buffers are warm (first ~1000 frames) and stays flat for the remaining
-    # 2600 frames, which decoded and kept would take 2600 * 57.6 kB = 150 MB.
+    # Resident memory, in a fresh process per backend (no Ray threads or test leftovers),
+    # from the first chunk to the end. Decoded and kept, the video would take
+    # 3600 * 57.6 kB = 207 MB. PyAV stays flat; decord's own buffer pools add a few steps of
+    # ~25 MB early on, then stay flat (measured over 4 passes of this video).
     script = (
         "import sys, psutil\n"
         "from movinet_ray.data import iter_video_chunks\n"
         "rss = [psutil.Process().memory_info().rss\n"
-        "       for c in iter_video_chunks(sys.argv[1], chunk_frames=32)]\n"
-        "print(max(rss[30:]) - rss[30])\n")
-    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": ROOT})
-    growth = int(out.stdout.strip().splitlines()[-1])
-    assert growth < 20e6, growth / 1e6
+        "       for c in iter_video_chunks(sys.argv[1], chunk_frames=32, backend=sys.argv[2])]\n"
+        "print(max(rss) - rss[0])\n")
+    for backend, limit in (("pyav", 20e6), ("decord", 110e6)):
+        out = subprocess.run([sys.executable, "-c", script, str(path), backend],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": ROOT})
+        growth = int(out.stdout.strip().splitlines()[-1])
+        assert growth < limit, (backend, growth / 1e6)
 
 
 def test_object_storage_path_is_downloaded_and_cleaned(index_video, tmp_path):
@@ -190,3 +193,38 @@ def test_object_storage_path_is_downloaded_and_cleaned(index_video, tmp_path):
     assert storage.join("s3://bucket/videos", "a", "b.mp4") == "s3://bucket/videos/a/b.mp4"
     assert storage.resolve("a/b.mp4", "gs://bkt/root") == "gs://bkt/root/a/b.mp4"
     assert storage.resolve("s3://x/y.mp4", "/data") == "s3://x/y.mp4"
+
+
+def test_object_storage_code_path_end_to_end(index_video, tmp_path, monkeypatch):
+    """``s3://bucket/...`` resolved to a local sub-tree filesystem (no real S3 here): the probe
+    reads through a pyarrow file object, decoding downloads to a temp file, and manifests
+    read and write through pyarrow with their relative paths resolved under the URI."""
+    from movinet_ray.data import Manifest, read_manifest, write_manifest
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    index_video(n=10, fps=10, name="bucket/clip.mp4")
+    remote_fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
+    real_from_uri = storage.from_uri
+    opened = []
+
+    def fake_from_uri(uri):
+        if uri.startswith("s3://bucket"):
+            opened.append(uri)
+            return remote_fs, uri[len("s3://bucket"):].lstrip("/")
+        return real_from_uri(uri)
+
+    monkeypatch.setattr(storage, "from_uri", fake_from_uri)
+    uri = "s3://bucket/clip.mp4"
+    assert storage.is_remote(uri)
+    assert probe_video(uri).num_frames == 10
+    assert read_index(read_video(uri, fps=5)).tolist() == [0, 2, 4, 6, 8]
+    with pytest.raises(Exception, match="file not found"):
+        probe_video("s3://bucket/nothing.mp4")
+    write_manifest(Manifest.from_rows([{"path": "clip.mp4", "label": "a"}]),
+                   "s3://bucket/m.parquet")
+    assert (bucket / "m.parquet").exists() and (bucket / "m.classes.json").exists()
+    back = read_manifest("s3://bucket/m.parquet")
+    assert back.rows()[0]["path"] == uri and back.classes.names == ("a",)
+    assert storage.list_files("s3://bucket", (".mp4",)) == [uri]
+    assert opened
