@@ -144,12 +144,12 @@ def test_av1_falls_back_to_pyav(index_video):
 
 
 def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
-    """2 minutes at 30 fps (3600 frames): the decoder is asked for at most DECODE_BATCH
-    frames at a time and the resident memory stops growing."""
+    """2 minutes at 30 fps (3600 frames of 320x240): the decoder is asked for at most
+    DECODE_BATCH frames at a time, and resident memory stays far below the decoded video."""
     path = tmp_path / "long.mp4"
     rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    write_video(path, (np.roll(base, i, axis=1) for i in range(3600)), 30,
+    base = np.repeat(np.repeat(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), 8, 0), 8, 1)
+    write_video(path, (np.roll(base, 2 * i, axis=1) for i in range(3600)), 30,
                 options={"preset": "ultrafast"})
     requested = []
     real_get = video._DecordSource.get
@@ -159,25 +159,29 @@ def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
         return real_get(self, indices)
 
     monkeypatch.setattr(video._DecordSource, "get", spy)
-    n = sum(chunk.frames.shape[1] for chunk in iter_video_chunks(path, chunk_frames=32))
+    n = sum(chunk.frames.shape[1] for chunk in iter_video_chunks(path, 32, size=64))
     assert n == 3600
     assert max(requested) <= video.DECODE_BATCH and sum(requested) == 3600
-    # Resident memory, in a fresh process per backend (no Ray threads or test leftovers),
-    # from the first chunk to the end. Decoded and kept, the video would take
-    # 3600 * 57.6 kB = 207 MB. PyAV stays flat; decord's own buffer pools add a few steps of
-    # ~25 MB early on, then stay flat (measured over 4 passes of this video).
+    # Resident memory, in a fresh process per backend (no Ray threads or test leftovers).
+    # Decoded and kept, the second half of the video alone would add 1800 * 230 kB = 415 MB.
+    # Streaming, memory stops growing: PyAV stays flat; decord's buffer pools (FFmpeg frame
+    # pools, allocator arenas) grow in steps during the first part of a video (by 100-500 MB
+    # at this frame size, depending on thread timing) and then stay flat, also over
+    # repeated passes. So: the second half may not rise above the first half's peak.
     script = (
         "import sys, psutil\n"
         "from movinet_ray.data import iter_video_chunks\n"
         "rss = [psutil.Process().memory_info().rss\n"
         "       for c in iter_video_chunks(sys.argv[1], chunk_frames=32, backend=sys.argv[2])]\n"
-        "print(max(rss) - rss[0])\n")
-    for backend, limit in (("pyav", 20e6), ("decord", 110e6)):
+        "half = len(rss) // 2\n"
+        "print([r // 1000000 for r in rss[::8]])\n"
+        "print(max(rss[half:]) - max(rss[:half]))\n")
+    for backend in ("pyav", "decord"):
         out = subprocess.run([sys.executable, "-c", script, str(path), backend],
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": ROOT})
-        growth = int(out.stdout.strip().splitlines()[-1])
-        assert growth < limit, (backend, growth / 1e6)
+        late_growth = int(out.stdout.strip().splitlines()[-1])
+        assert late_growth < 60e6, (backend, late_growth / 1e6, out.stdout)
 
 
 def test_object_storage_path_is_downloaded_and_cleaned(index_video, tmp_path):
