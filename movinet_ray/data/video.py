@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,23 +226,21 @@ def _probe_local(local, display: str) -> VideoInfo:
         frames = int(stream.frames or 0)
         if frames <= 0 and duration:
             frames = int(round(duration * fps))
+        if frames <= 0:  # no count and no duration: count the packets (no decoding)
+            frames = _count_packets(container, stream)
         if frames <= 0:
-            # No count and no duration: decode one frame to tell an empty stream apart.
-            if not _decodes_one_frame(container, stream):
-                raise VideoDecodeError(display, "video stream has zero frames")
-            raise VideoDecodeError(display, "video stream has no frame count or duration")
+            raise VideoDecodeError(display, "video stream has zero frames")
         codec = ctx.name or ""
     return VideoInfo(display, frames, fps, duration if duration else frames / fps,
                      width, height, codec)
 
 
-def _decodes_one_frame(container, stream) -> bool:
+def _count_packets(container, stream) -> int:
+    """Video packets with data (one per frame for the usual codecs); reads, never decodes."""
     try:
-        for _ in container.decode(stream):
-            return True
+        return sum(1 for packet in container.demux(stream) if packet.size)
     except Exception:
-        return False
-    return False
+        return 0
 
 
 # --------------------------------------------------------------------------- decoders
@@ -287,11 +285,22 @@ class _PyAVSource:
         self.display = info.path
         self._local = local
         self._threads = threads
-        self.num_frames = info.num_frames
         self.fps = info.fps
         self._container = None
+        self.num_frames = self._exact_count(info.num_frames)
         self._frames: Iterator | None = None
         self._pos = 0  # index of the next frame self._frames yields
+
+    def _exact_count(self, probed: int) -> int:
+        """The container's frame count, or the packets counted where it has none (the probe
+        estimated it from the duration, e.g. Matroska/WebM)."""
+        import av
+
+        with av.open(self._local, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return _count_packets(container, stream) or probed
 
     def _restart(self) -> None:
         import av

@@ -118,3 +118,16 @@ def test_screen_manifest_counts_discards(tmp_path):
     text = report.summary()
     assert "kept 2, discarded 3" in text and "short" in text and "undecodable" in text
     assert kept.classes == m.classes
+
+
+def test_sampling_and_augment_load_from_job_config_dicts():
+    """Jobs nest these frozen dataclasses in their YAML configs (movinet_ray.config)."""
+    from movinet_ray.config import ConfigError, from_dict
+    from movinet_ray.data import AugmentConfig
+
+    s = from_dict(ClipSampling, {"frames": 8, "fps": 5, "discard_threshold": 0.25})
+    assert s == ClipSampling(frames=8, fps=5.0, discard_threshold=0.25)
+    a = from_dict(AugmentConfig, {"area": [0.2, 1.0], "hflip": True})
+    assert a.area == (0.2, 1.0) and a.hflip and a.aspect == (3 / 4, 4 / 3)
+    with pytest.raises(ConfigError):
+        from_dict(ClipSampling, {"frame": 8})

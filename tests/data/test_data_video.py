@@ -15,6 +15,7 @@ from data_helpers import QUADRANTS, read_index
 
 from movinet_ray.data import (
     VideoChunk,
+    VideoDecodeError,
     iter_video_chunks,
     preprocess_frames,
     probe_video,
@@ -134,13 +135,18 @@ def test_pyav_backend_matches_decord(index_video):
     assert (a.int() - b.int()).abs().max() <= 3
 
 
-def test_av1_falls_back_to_pyav(index_video):
-    path = index_video(n=12, fps=12, name="av1.mp4", codec="libsvtav1",
+@pytest.mark.parametrize("name", ["av1.mp4", "av1.mkv"])
+def test_av1_falls_back_to_pyav(index_video, name):
+    """decord cannot read AV1; PyAV decodes it, with the exact frame count also from
+    Matroska, which stores none (packets are counted)."""
+    path = index_video(n=23, fps=12, name=name, codec="libsvtav1",
                        options={"crf": "10", "preset": "12"})
-    frames = read_video(path, fps=6)
-    assert read_index(frames).tolist() == [0, 2, 4, 6, 8, 10]
+    assert read_index(read_video(path)).tolist() == list(range(23))
+    assert read_index(read_video(path, fps=6)).tolist() == list(range(0, 23, 2))
     with video.open_video(path) as src:
-        assert src.backend == "pyav"
+        assert (src.backend, src.num_frames) == ("pyav", 23)
+    with pytest.raises(VideoDecodeError, match="decord cannot open"):
+        read_video(path, backend="decord")
 
 
 def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
