@@ -106,7 +106,7 @@ def main() -> None:
                 row[f"{backend}_fps"] = round(time_decode(path, backend, repeats), 1)
             decode.append(row)
         manifest = generate_synthetic_dataset(
-            tmp / "synth", videos_per_class=2 if args.quick else 4, seed=0, val_fraction=0.0)
+            tmp / "synth", videos_per_class=2 if args.quick else 8, seed=0, val_fraction=0.0)
         pipeline = [ray_throughput(manifest, n, clips_frames=16) for n in (1, 2)]
 
     print(f"machine: {machine}")
