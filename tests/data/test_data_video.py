@@ -149,6 +149,7 @@ def test_av1_falls_back_to_pyav(index_video, name):
         read_video(path, backend="decord")
 
 
+@pytest.mark.slow  # measures memory in subprocesses
 def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
     """2 minutes at 30 fps (3600 frames of 320x240): the decoder is asked for at most
     DECODE_BATCH frames at a time, and resident memory stays far below the decoded video."""
@@ -170,10 +171,10 @@ def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
     assert max(requested) <= video.DECODE_BATCH and sum(requested) == 3600
     # Resident memory, in a fresh process per backend (no Ray threads or test leftovers).
     # Decoded and kept, the second half of the video alone would add 1800 * 230 kB = 415 MB.
-    # Streaming, memory stops growing: PyAV stays flat; decord's buffer pools (FFmpeg frame
-    # pools, allocator arenas) grow in steps during the first part of a video (by 100-500 MB
-    # at this frame size, depending on thread timing) and then stay flat, also over
-    # repeated passes. So: the second half may not rise above the first half's peak.
+    # Streaming, memory stops growing: PyAV stays flat; decord's resident memory grows in
+    # steps during the first part of a video (by 100-500 MB at this frame size, varying
+    # with thread timing) and then stays flat, also over repeated passes. So: the second
+    # half may not rise above the first half's peak.
     script = (
         "import sys, psutil\n"
         "from movinet_ray.data import iter_video_chunks\n"
