@@ -13,7 +13,9 @@ Two steps, so that nothing is dropped silently:
 
 Randomness (training clip position, stride, augmentation) is seeded by
 (seed, video_id, epoch), so a dataset built twice yields the same clips; pass a new
-``epoch`` for new draws.
+``epoch`` for new draws, or ``epoch=None`` for fresh (unreproducible) draws every time the
+dataset is iterated — the way to vary clips across the epochs of one Ray Train ``fit()``,
+which keeps iterating the dataset object it was given.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class ClipMaker:
     train: bool
     seed: int = 0
     augment: AugmentConfig | None = None
-    epoch: int = 0
+    epoch: int | None = 0
     short_side: int | None = None
     backend: str = "auto"
     on_error: str = "skip"
@@ -147,7 +149,7 @@ def manifest_items(manifest: Manifest, split: str | None) -> list[dict]:
 
 def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSampling,
                        size: int, train: bool, seed: int = 0,
-                       augment: AugmentConfig | None = None, *, epoch: int = 0,
+                       augment: AugmentConfig | None = None, *, epoch: int | None = 0,
                        short_side: int | None = None, backend: str = "auto",
                        on_error: str = "skip", videos_per_block: int = 1,
                        num_cpus: float = 1.0):
@@ -160,7 +162,8 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
         sampling: temporal sampling (frames, stride, fps, threshold, clips per video).
         size: output side; clips are uint8 ``[3, frames, size, size]``.
         train: random clip position (+ ``augment``) vs. centred / uniform eval clips.
-        seed, epoch: seed the random draws with ``(seed, video_id, epoch)``.
+        seed, epoch: seed the random draws with ``(seed, video_id, epoch)``; ``epoch=None``
+            draws fresh randomness each time the dataset is iterated (not reproducible).
         augment: training augmentation (None: resize + centre crop only).
         short_side: resize the shorter side to this before cropping (default ``size``).
         on_error: "skip" (log a warning, yield no clip) or "raise" for undecodable videos.

@@ -74,8 +74,14 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "little")
 
 
-def rng_for(seed: int, video_id: str, epoch: int, purpose: str) -> np.random.Generator:
-    """The generator for one (seed, video, epoch) and purpose ("clip", "augment", ...)."""
+def rng_for(seed: int, video_id: str, epoch: int | None,
+            purpose: str) -> np.random.Generator:
+    """The generator for one (seed, video, epoch) and purpose ("clip", "augment", ...).
+
+    ``epoch=None`` draws fresh OS entropy instead: new draws on every call, not reproducible.
+    """
+    if epoch is None:
+        return np.random.default_rng()
     return np.random.default_rng([int(seed) & (2**63 - 1), int(epoch), stable_hash(video_id),
                                   stable_hash(purpose)])
 

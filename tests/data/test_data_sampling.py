@@ -131,3 +131,10 @@ def test_sampling_and_augment_load_from_job_config_dicts():
     assert a.area == (0.2, 1.0) and a.hflip and a.aspect == (3 / 4, 4 / 3)
     with pytest.raises(ConfigError):
         from_dict(ClipSampling, {"frame": 8})
+
+
+def test_epoch_none_draws_fresh_randomness():
+    s = ClipSampling(frames=4, frame_stride=2)
+    starts = {int(clip_positions(100, s, True, rng_for(0, "v", None, "clip"))[0][0])
+              for _ in range(20)}
+    assert len(starts) > 5
