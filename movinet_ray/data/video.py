@@ -189,11 +189,12 @@ def _localized(path: str | os.PathLike) -> Iterator[str]:
     """A local copy of ``path`` after the cheap checks (exists, non-empty)."""
     text = str(path)
     _check_file(text)
-    try:
-        with storage.local_copy(text) as local:
-            yield local
-    except OSError as e:
-        raise VideoDecodeError(text, f"cannot read file: {e}") from e
+    with contextlib.ExitStack() as stack:
+        try:
+            local = stack.enter_context(storage.local_copy(text))
+        except OSError as e:  # e.g. a failed download
+            raise VideoDecodeError(text, f"cannot read file: {e}") from e
+        yield local
 
 
 def _probe_local(local, display: str) -> VideoInfo:
