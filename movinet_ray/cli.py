@@ -15,7 +15,6 @@ import sys
 # Modules that add sub-commands, in the order `movinet --help` lists them.
 COMMAND_MODULES = (
     "movinet_ray.model.cli",
-    "movinet_ray.model.cli",
     "movinet_ray.data.cli",
     "movinet_ray.demo",
 )
