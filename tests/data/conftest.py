@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import index_frame, quadrant_frame
+from tests.data.data_helpers import index_frame, quadrant_frame
 
 from movinet_ray.data.synthetic import write_video
 

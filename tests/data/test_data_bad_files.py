@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from data_helpers import index_frame
+from tests.data.data_helpers import index_frame
 
 from movinet_ray.data import VideoDecodeError, iter_video_chunks, probe_video, read_video
 from movinet_ray.data.synthetic import write_video

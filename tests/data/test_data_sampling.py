@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_helpers import index_frame, read_index
+from tests.data.data_helpers import index_frame, read_index
 
 from movinet_ray.data import (
     ClipMaker,

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 import torch
-from data_helpers import QUADRANTS, read_index
+from tests.data.data_helpers import QUADRANTS, read_index
 
 from movinet_ray.data import (
     VideoChunk,
