@@ -16,7 +16,8 @@ def register(sub) -> None:
         description="Reads a TensorFlow checkpoint (folder, prefix or .index; no TensorFlow "
                     "needed) or a .npz of its variables, checks that every tensor maps, and "
                     "writes a movinet-ray checkpoint with the Kinetics-600 class names.")
-    p.add_argument("--tf-checkpoint", required=True, help="checkpoint folder/prefix or .npz")
+    p.add_argument("--tf-checkpoint", required=True,
+                   help="checkpoint folder, prefix, .index, released .tar.gz, or .npz")
     p.add_argument("--variant", required=True, choices=["a0", "a1", "a2", "a3", "a4", "a5"])
     p.add_argument("--mode", default="stream", choices=["base", "stream"])
     p.add_argument("--gating-activation", default=None,

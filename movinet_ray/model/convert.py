@@ -33,12 +33,32 @@ class WeightConversionError(ValueError):
 
 
 def read_tf_variables(path: str | Path) -> dict[str, np.ndarray]:
-    """Variables from a ``.npz`` (keys = checkpoint names) or a TF checkpoint."""
+    """Variables from a ``.npz`` (keys = checkpoint names), a TF checkpoint, or a released
+    ``movinet_*.tar.gz`` archive holding one."""
     path = Path(path)
     if path.suffix == ".npz":
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _read_archive(path)
     return read_checkpoint(path)
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """Unpack a checkpoint archive to a temporary folder and read the checkpoint inside."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(path) as tar:
+        tar.extractall(tmp, filter="data")
+        markers = sorted(Path(tmp).rglob("checkpoint"))
+        indexes = sorted(Path(tmp).rglob("*.index"))
+        if markers:
+            return read_checkpoint(markers[0].parent)
+        if len(indexes) == 1:
+            return read_checkpoint(indexes[0])
+        raise WeightConversionError(f"{path}: no TF checkpoint inside the archive "
+                                    f"({len(indexes)} .index files)")
 
 
 def load_tf_weights(model: MoViNet, path: str | Path | dict[str, np.ndarray]) -> MoViNet:

@@ -141,3 +141,17 @@ def test_unused_variable_is_reported():
     missing = {k: v for k, v in variables.items() if "rezero" not in k}
     with pytest.raises(WeightConversionError, match="rezero"):
         load_tf_weights(create_model("a0", "base"), missing)
+
+
+def test_released_archive_loads(tmp_path):
+    """The official weights ship as movinet_<variant>_<mode>.tar.gz around a checkpoint folder."""
+    import tarfile
+
+    fx = TFFixture("a0_base")
+    archive = tmp_path / "movinet_a0_base.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(fx.dir / "ckpt", arcname="movinet_a0_base")
+    model = load_tf_weights(create_model("a0", "base").eval(), archive)
+    with torch.no_grad():
+        logits, _ = model(fx.clip)
+    np.testing.assert_allclose(logits.numpy(), fx.io["logits"], atol=TOL, rtol=0)
