@@ -197,34 +197,25 @@ def temporal_window(x: Tensor, kernel: int, causal: bool, state: StreamState,
     return full
 
 
-class TemporalConvBN(nn.Module):
-    """Depthwise (kt x 1 x 1) convolution, then BatchNorm and activation: the '(2+1)D' time half.
+class _DepthwiseTemporalBN(nn.Module):
+    """Shared by the temporal depthwise convolutions: a Conv3d-layout weight
+    ``[C, 1, kt, kh, kw]``, a bias that appears when BatchNorm is fused, BN, activation."""
 
-    The stream buffer holds the last kt-1 frames *after* the spatial half (post-stride), as in
-    the official (2+1)D stream models.
-    """
-
-    def __init__(self, channels: int, kernel: int, causal: bool, act: str | None,
-                 bn_eps: float = 1e-3, bn_momentum: float = 0.01):
+    def __init__(self, channels: int, kernel: tuple[int, int, int], causal: bool,
+                 act: str | None, bn_eps: float, bn_momentum: float):
         super().__init__()
-        self.kernel, self.causal = kernel, causal
-        # Same shape as a Conv3d depthwise (kt, 1, 1) kernel, for interop and readability.
-        self.weight = nn.Parameter(torch.empty(channels, 1, kernel, 1, 1))
+        self.kt, self.causal = kernel[0], causal
+        self.weight = nn.Parameter(torch.empty(channels, 1, *kernel))
         self.bias: nn.Parameter | None = None
         self.bn = nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
         self.act = make_activation(act)
         nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
 
-    def forward(self, clip: Clip, state: StreamState, name: str) -> Tensor:
-        full = temporal_window(clip.nthwc(), self.kernel, self.causal, state, name)
-        t = clip.time
-        taps = self.weight.view(-1, self.kernel).t()  # [kt, C], broadcast over the last dim
-        out = full[:, 0:t] * taps[0]
-        for k in range(1, self.kernel):
-            out = out + full[:, k:k + t] * taps[k]
+    def _finish(self, out: Tensor) -> Tensor:
+        """``[B, T, H, W, C]`` sum of taps -> bias, BN, activation on channels-last frames."""
         if self.bias is not None:
             out = out + self.bias
-        return self.act(self.bn(frames_from_nthwc(out)))
+        return self.act(self.bn(frames_from_nthwc(out.contiguous())))
 
     @torch.no_grad()
     def fuse_bn_(self) -> None:
@@ -236,7 +227,28 @@ class TemporalConvBN(nn.Module):
         self.bn = nn.Identity()
 
 
-class DepthwiseConv3dBN(nn.Module):
+class TemporalConvBN(_DepthwiseTemporalBN):
+    """Depthwise (kt x 1 x 1) convolution, then BatchNorm and activation: the '(2+1)D' time half.
+
+    The stream buffer holds the last kt-1 frames *after* the spatial half (post-stride), as in
+    the official (2+1)D stream models.
+    """
+
+    def __init__(self, channels: int, kernel: int, causal: bool, act: str | None,
+                 bn_eps: float = 1e-3, bn_momentum: float = 0.01):
+        super().__init__(channels, (kernel, 1, 1), causal, act, bn_eps, bn_momentum)
+
+    def forward(self, clip: Clip, state: StreamState, name: str) -> Tensor:
+        full = temporal_window(clip.nthwc(), self.kt, self.causal, state, name)
+        t = clip.time
+        taps = self.weight.view(-1, self.kt).t()  # [kt, C], broadcast over the last dim
+        out = full[:, 0:t] * taps[0]
+        for k in range(1, self.kt):
+            out = out + full[:, k:k + t] * taps[k]
+        return self._finish(out)
+
+
+class DepthwiseConv3dBN(_DepthwiseTemporalBN):
     """Full (kt x kh x kw) depthwise convolution ('3d' conv type), BatchNorm, activation.
 
     Computed as one grouped 2D convolution producing the kt temporal taps of every frame, then a
@@ -247,16 +259,10 @@ class DepthwiseConv3dBN(nn.Module):
 
     def __init__(self, channels: int, kernel: tuple[int, int, int], stride: int, causal: bool,
                  act: str | None, bn_eps: float = 1e-3, bn_momentum: float = 0.01):
-        super().__init__()
-        kt, kh, kw = kernel
-        if kh != kw:
+        if kernel[1] != kernel[2]:
             raise ValueError(f"square spatial kernels only, got {kernel}")
-        self.kt, self.kernel, self.stride, self.causal = kt, kh, stride, causal
-        self.weight = nn.Parameter(torch.empty(channels, 1, kt, kh, kw))  # Conv3d layout
-        self.bias: nn.Parameter | None = None
-        self.bn = nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
-        self.act = make_activation(act)
-        nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
+        super().__init__(channels, kernel, causal, act, bn_eps, bn_momentum)
+        self.kernel, self.stride = kernel[1], stride
 
     def forward(self, clip: Clip, state: StreamState, name: str) -> Tensor:
         full = temporal_window(clip.nthwc(), self.kt, self.causal, state, name)
@@ -272,18 +278,7 @@ class DepthwiseConv3dBN(nn.Module):
         out = taps[:, 0:t, ..., 0]
         for k in range(1, self.kt):
             out = out + taps[:, k:k + t, ..., k]
-        if self.bias is not None:
-            out = out + self.bias
-        return self.act(self.bn(frames_from_nthwc(out.contiguous())))
-
-    @torch.no_grad()
-    def fuse_bn_(self) -> None:
-        if isinstance(self.bn, nn.Identity):
-            return
-        scale, shift = _bn_scale_shift(self.bn)
-        self.weight.mul_(scale.view(-1, 1, 1, 1, 1))
-        self.bias = nn.Parameter(shift.clone())
-        self.bn = nn.Identity()
+        return self._finish(out)
 
 
 class FeatureConv(nn.Module):
