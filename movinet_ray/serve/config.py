@@ -70,7 +70,7 @@ class ServeConfig:
     max_sessions: int = 32
     idle_timeout_s: float = 60.0
     batch_wait_ms: float = 5.0
-    max_frame_side: int = 4096
+    max_frame_side: int = 2048
     replicas: ReplicaConfig = field(default_factory=ReplicaConfig)
 
     def __post_init__(self):

@@ -4,6 +4,7 @@ WebSocket sessions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -53,13 +54,25 @@ def write_test_video(path: Path, n: int, fps: float, seed: int = 0, codec: str =
     return path
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Offline references run on one thread: on a loaded 2-core machine torch's second
+    thread waits on preempted peers (10x slower here); the results are the same."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def stream_probs(model, frames: np.ndarray) -> torch.Tensor:
     """Per-frame class probabilities ``[T, C]`` of the model run offline, frame by frame,
     on frames ``[T, H, W, 3]`` preprocessed as the server does."""
     clip = preprocess_frames(frames, SIZE).float() / 255.0
     state = model.init_state(1, SIZE, SIZE)
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _one_thread():
         for t in range(clip.shape[1]):
             logits, state = model(clip[None, :, t:t + 1], state)
             out.append(torch.softmax(logits[0], -1))
@@ -69,7 +82,7 @@ def stream_probs(model, frames: np.ndarray) -> torch.Tensor:
 def video_probs(model, path: Path) -> tuple[torch.Tensor, int]:
     """Whole-video probabilities of a file decoded at the model's fps and size."""
     clip = read_video(path, fps=FPS, size=SIZE)
-    with torch.inference_mode():
+    with torch.inference_mode(), _one_thread():
         logits, _ = model(clip[None].float() / 255.0)
     return torch.softmax(logits[0], -1), clip.shape[1]
 

@@ -17,7 +17,10 @@ function endpoint(path, ws = false) {
   return url;
 }
 
-function status(text) { $("status").textContent = text; }
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
 
 // A WebSocket session; frame(blob) resolves with the server's prediction for that frame.
 function openSession(width, height) {
@@ -40,7 +43,7 @@ function openSession(width, height) {
     };
     ws.onclose = (event) => {
       const why = `session closed: ${event.code} ${event.reason}`;
-      if (event.code !== 1000) status(why);
+      if (event.code !== 1000) status(why, true);
       waiting.splice(0).forEach((w) => w.rej(new Error(why)));
       if (!ready) reject(new Error(why));
     };
@@ -103,7 +106,7 @@ async function start(run) {
   try {
     await run(job);
   } catch (err) {
-    status(String(err.message || err));
+    status(String(err.message || err), true);
   } finally {
     job.session?.stop();
     if (current === job) $("stop").disabled = true;
@@ -145,7 +148,7 @@ async function streamWebcam(job) {
       if (busy) return;
       busy = true;
       try { render(await job.session.frame(await grab(w, h))); }
-      catch (err) { job.stopped = true; status(String(err.message || err)); }
+      catch (err) { job.stopped = true; status(String(err.message || err), true); }
       busy = false;
     }, 1000 / fps);
   });
@@ -170,4 +173,4 @@ async function init() {
   $("stop").addEventListener("click", () => { if (current) current.stopped = true; });
 }
 
-init().catch((err) => status(`cannot load the model description: ${err}`));
+init().catch((err) => status(`cannot load the model description: ${err}`, true));
