@@ -56,8 +56,19 @@ log = logging.getLogger("movinet_ray.serve")
 UPLOAD_FIELD = "video"
 STATIC = {"app.js": "text/javascript"}
 
+# Frames a session may have received but not yet stepped; a client that sends faster waits
+# in the socket (back-pressure) instead of growing the replica's memory.
+INBOX_FRAMES = 32
+_STOP = object()
+
+
 class _Session:
-    """One connection's protocol loop: start, frames (answered every N), stop."""
+    """One connection: start, frames (answered every N), stop.
+
+    A reader task receives and prepares frames while the stepper runs the model, so frames
+    that arrive during a model call join the next one: a session that fell behind catches up
+    in one step instead of one model call per queued frame.
+    """
 
     def __init__(self, key: int, ws: WebSocket, predictor: Predictor, cfg: ServeConfig,
                  step):
@@ -77,40 +88,72 @@ class _Session:
             "type": "ready", "session": self.key, "input_size": [self.predictor.size] * 2,
             "fps": info.fps, "every": start.every, "top_k": start.top_k,
             "idle_timeout_s": self.cfg.idle_timeout_s})
-        pending: list[torch.Tensor] = []
-        while True:
-            msg = await self._receive()
-            if msg.get("bytes") is not None:
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_FRAMES)
+        reader = asyncio.create_task(self._read(start, inbox))
+        try:
+            return await self._answer(start, inbox)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, start: StartMessage, inbox: asyncio.Queue) -> None:
+        """Prepared frames, then _STOP or the exception that ends the session, in order."""
+        try:
+            while True:
+                msg = await self._receive()
+                if msg.get("bytes") is None:
+                    parse_control(msg.get("text") or "")
+                    await inbox.put(_STOP)
+                    return
                 received = time.perf_counter()
-                pending.append(await asyncio.to_thread(self._prepare, msg["bytes"], start))
+                frame = await asyncio.to_thread(self._prepare, msg["bytes"], start)
+                await inbox.put((frame, received))
+        except Exception as e:  # a bad message or a disconnect ends the session after the
+            await inbox.put(e)  # frames before it are answered
+
+    async def _answer(self, start: StartMessage, inbox: asyncio.Queue) -> tuple[int, str]:
+        group: list[tuple[torch.Tensor, float]] = []  # received, fewer than `every`
+        while True:
+            items = [await inbox.get()]
+            while not inbox.empty():
+                items.append(inbox.get_nowait())
+            end = items.pop() if items[-1] is _STOP or isinstance(items[-1], Exception) else None
+            chunks, answers = [], []
+            for frame, received in items:
+                group.append((frame, received))
                 self.frames += 1
-                if len(pending) == start.every:
-                    await self._advance(pending)
-                    await self._send_prediction(start, received)
-            else:
-                parse_control(msg.get("text") or "")
-                if pending:
-                    await self._advance(pending)
+                if len(group) == start.every:
+                    chunks.append(torch.cat([f for f, _ in group], dim=1))
+                    answers.append((self.frames - 1, received))
+                    group = []
+            if end is _STOP and group:  # stop flushes an incomplete group
+                chunks.append(torch.cat([f for f, _ in group], dim=1))
+                answers.append((self.frames - 1, None))
+            if chunks:
+                await self._advance(chunks, answers, start)
+            if end is _STOP:
                 top = [] if self.logits is None else self.predictor.top_k(self.logits,
                                                                           start.top_k)
                 await self.ws.send_json({"type": "end", "frames": self.frames, "top_k": top})
                 return CLOSE_NORMAL, "stop"
+            if end is not None:
+                raise end
 
     def _prepare(self, data: bytes, start: StartMessage) -> torch.Tensor:
         return self.predictor.prepare(decode_frame(data, start))
 
-    async def _advance(self, pending: list[torch.Tensor]) -> None:
-        logits = await self.step((self.key, torch.cat(pending, dim=1)))
-        pending.clear()
-        if logits is None:
+    async def _advance(self, chunks: list[torch.Tensor], answers: list[tuple[int, float | None]],
+                       start: StartMessage) -> None:
+        results = await self.step((self.key, chunks))
+        if results is None:
             raise RuntimeError(f"session {self.key} lost its slot")
-        self.logits = logits
-
-    async def _send_prediction(self, start: StartMessage, received: float) -> None:
-        await self.ws.send_json({
-            "type": "prediction", "frame": self.frames - 1, "frames": self.frames,
-            "top_k": self.predictor.top_k(self.logits, start.top_k),
-            "latency_ms": (time.perf_counter() - received) * 1000.0})
+        for logits, (frame, received) in zip(results, answers):
+            self.logits = logits
+            if received is not None:  # None: the stop flush, answered by "end"
+                await self.ws.send_json({
+                    "type": "prediction", "frame": frame, "frames": frame + 1,
+                    "top_k": self.predictor.top_k(logits, start.top_k),
+                    "latency_ms": (time.perf_counter() - received) * 1000.0})
 
     async def _receive(self) -> dict[str, Any]:
         timeout = self.cfg.idle_timeout_s
@@ -121,6 +164,17 @@ class _Session:
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", 1000))
         return msg
+
+
+def _log_through_serve() -> None:
+    """Send this package's logs (INFO and up) to Serve's replica log, beside its request lines;
+    unconfigured, Python would drop them."""
+    ours, serve_logger = logging.getLogger("movinet_ray"), logging.getLogger("ray.serve")
+    for handler in serve_logger.handlers:
+        if handler not in ours.handlers:
+            ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
 
 def _static_text(name: str) -> str:
@@ -137,16 +191,13 @@ class MoViNetServer:
     """One replica: the model, its session slots, and the routes."""
 
     def __init__(self, cfg: ServeConfig):
+        _log_through_serve()
         self.cfg = cfg
         self.predictor = Predictor.load(cfg)
         self._ids = itertools.count(1)
         self._uploads = tempfile.TemporaryDirectory(prefix="movinet-uploads-")
         self._step_batch.set_max_batch_size(cfg.max_sessions)
         self._step_batch.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
-
-    def __del__(self):
-        self.predictor.shutdown()
-        self._uploads.cleanup()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -214,7 +265,7 @@ class MoViNetServer:
     # ------------------------------------------------------------------ live sessions
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _step_batch(self, items: list[tuple[int, torch.Tensor]]) -> list:
+    async def _step_batch(self, items: list[tuple[int, list[torch.Tensor]]]) -> list:
         """Frames of many sessions -> one batched engine step (sizes set in __init__)."""
         return await self.predictor.step(items)
 

@@ -154,26 +154,32 @@ class Predictor:
         """Free the session's slot (its state is dropped)."""
         await self._run(self.engine.discard, key)
 
-    async def step(self, items: Sequence[tuple[Hashable, Tensor]]) -> list[Tensor | None]:
-        """Feed each session's frames ``[3, T, S, S]`` and run them batched.
+    async def step(self, items: Sequence[tuple[Hashable, list[Tensor]]]
+                   ) -> list[list[Tensor] | None]:
+        """Feed each session's chunks (``[3, T, S, S]`` uint8 each) and run them batched.
 
-        Returns per item the session's logits after its last frame, or None for a session
-        that was closed meanwhile.
+        Returns per item the session's logits at the end of each of its chunks, or None for
+        a session that was closed meanwhile.
         """
         return await self._run(self._step, items)
 
-    def _step(self, items: Sequence[tuple[Hashable, Tensor]]) -> list[Tensor | None]:
-        out: list[Tensor | None] = [None] * len(items)
-        for n, (key, frames) in enumerate(items):
-            if key in self.engine:
-                self.engine.feed(key, frames, tag=n)
-                self._counts["frames_streamed"] += frames.shape[1]
+    def _step(self, items: Sequence[tuple[Hashable, list[Tensor]]]
+              ) -> list[list[Tensor] | None]:
+        out: list[list[Tensor] | None] = [None] * len(items)
+        for n, (key, chunks) in enumerate(items):
+            if key not in self.engine:
+                continue
+            out[n] = [None] * len(chunks)
+            for j, chunk in enumerate(chunks):
+                self.engine.feed(key, chunk, tag=(n, j))
+                self._counts["frames_streamed"] += chunk.shape[1]
         while self.engine.has_pending:
             results = self.engine.step()
             self._calls[len(results)] += 1
             for result in results:
                 if result.chunk is not None:
-                    out[result.chunk] = result.logits
+                    n, j = result.chunk
+                    out[n][j] = result.logits
         return out
 
     # ------------------------------------------------------------------ whole videos
@@ -225,7 +231,3 @@ class Predictor:
 
     async def _run(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    def shutdown(self) -> None:
-        self._thread.shutdown(wait=True, cancel_futures=True)
-
