@@ -4,17 +4,18 @@
   on a fixed 5 fps clock whatever the answers do; per-frame latency (frame sent -> its answer
   received, through Serve's proxy), frames/s served, streams per model call.
 * How many real-time A0 sessions one CPU replica holds: the largest N whose sessions all get
-  every answer, p99 latency under 1 s and >= 97 % of the offered frame rate (a bisection
-  between the sweep's last passing and first failing N).
+  every answer, p99 latency under 500 ms (2.5 frame intervals) and >= 97 % of the offered
+  frame rate (a bisection between the sweep's last passing and first failing N).
 * ``POST /v1/classify`` throughput for 10 s clips (320x240, 30 fps H.264), 1 and 2 clients.
 
 A0-stream at its native 172 px and 5 fps, random weights (the speed of trained ones), fused
 BN, one replica with ``--replica-cpus`` CPUs (= torch threads). Load generator, Serve proxy
 and replica share the machine's cores.
 
-    python benchmarks/serve_load.py [--sessions 1 4 16 32] [--seconds 20] [--replica-cpus 2]
+    python benchmarks/serve_load.py [--sessions 1 4 16 32] [--seconds 20] [--replica-cpus 1]
 
-Prints a markdown table and writes benchmarks/results/serve_load.json.
+Prints a markdown table and writes benchmarks/results/serve_load.json (``--name`` for
+another file, e.g. a comparison run).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +39,7 @@ from common import markdown_table, write_results  # noqa: E402
 
 FRAME_W, FRAME_H = 320, 240
 CLIP_SECONDS = 10
+P99_LIMIT_MS = 500.0  # real time: answers at most 2.5 frame intervals late
 
 
 def make_checkpoint(folder: Path) -> Path:
@@ -139,7 +142,7 @@ def run_sessions(base: str, n: int, seconds: float, fps: float, frames: list[byt
     offered = n * fps
     # over the sending time, or longer if the last answers came late
     served = result["answered"] / max(seconds, result["span_s"])
-    realtime = (result["answered"] == result["expected"] and result["p99_ms"] < 1000.0
+    realtime = (result["answered"] == result["expected"] and result["p99_ms"] < P99_LIMIT_MS
                 and served >= 0.97 * offered)
     return {"sessions": n, "offered frames/s": offered, "served frames/s": served,
             "p50 ms": result["p50_ms"], "p99 ms": result["p99_ms"],
@@ -176,9 +179,10 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--seconds", type=float, default=20.0, help="per session count")
     parser.add_argument("--fps", type=float, default=5.0)
-    parser.add_argument("--replica-cpus", type=float, default=2.0)
+    parser.add_argument("--replica-cpus", type=float, default=1.0)
     parser.add_argument("--port", type=int, default=8660)
     parser.add_argument("--no-bisect", action="store_true")
+    parser.add_argument("--name", default="serve_load", help="results file name")
     args = parser.parse_args()
 
     import ray
@@ -197,6 +201,7 @@ def main() -> int:
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     base = start_serve(cfg, port=args.port)
+    load_before = os.getloadavg()[0]
     try:
         run_sessions(base, 1, 3, args.fps, frames)  # warm-up
         rows = []
@@ -216,6 +221,7 @@ def main() -> int:
         classify = [classify_throughput(base, clip, c, 3) for c in (1, 2)]
     finally:
         stop_serve(stop_ray=True)
+        shutil.rmtree(work, ignore_errors=True)
     rows.sort(key=lambda r: r["sessions"])
     print(f"\nLive sessions (A0-stream 172 px, {args.fps:g} fps each, 320x240 JPEG, one replica "
           f"with {args.replica_cpus:g} CPUs):\n")
@@ -225,10 +231,12 @@ def main() -> int:
     print(f"\nClassify, {CLIP_SECONDS} s clips (320x240, 30 fps H.264 -> "
           f"{classify[0]['frames/clip']} frames at 5 fps):\n")
     print(markdown_table(classify, list(classify[0])))
-    path = write_results("serve_load", {
+    path = write_results(args.name, {
         "model": "a0-stream 172px fused, random weights", "replica_cpus": args.replica_cpus,
         "seconds_per_run": args.seconds, "fps": args.fps, "sessions": rows,
-        "realtime_sessions": lo, "first_failing": hi, "classify": classify})
+        "realtime_sessions": lo, "first_failing": hi, "classify": classify,
+        # other jobs on this shared machine: the 1-minute load average around the run
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)]})
     print(f"\nwrote {path}")
     return 0
 

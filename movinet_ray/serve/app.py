@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from ray import serve
 from ray.serve import Application
 
@@ -239,6 +240,9 @@ class MoViNetServer:
         except UploadError as e:
             log.info("classify refused (%d): %s", e.status, e.detail)
             return JSONResponse({"detail": e.detail}, status_code=e.status)
+        except ClientDisconnect:
+            log.info("classify: the client went away during the upload")
+            return JSONResponse({"detail": "upload interrupted"}, status_code=400)
         size = path.stat().st_size
         try:
             result = await self.predictor.classify_file(path)
@@ -301,7 +305,7 @@ class MoViNetServer:
         if code is not None:
             try:
                 await ws.close(code, close_reason(reason))
-            except RuntimeError:  # the client closed first
+            except (RuntimeError, WebSocketDisconnect):  # the client closed first
                 pass
 
 

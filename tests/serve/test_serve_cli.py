@@ -22,6 +22,7 @@ from .serve_helpers import CLASSES, TOL, scores, video_probs, write_test_video
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+CLI_PORT = 8651
 
 
 def _env() -> dict[str, str]:
@@ -46,37 +47,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"no answer from {url} in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def test_movinet_serve_with_cluster_config(checkpoint, ref_model, tmp_path):
-    port = 8651
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
+@pytest.fixture(scope="module", autouse=True)
+def cli_server(checkpoint, tmp_path_factory):
+    """`movinet serve` with the shipped config file, started when this module starts so that
+    it boots (its own Ray, Serve, the model) while the demo test runs in another process."""
+    folder = tmp_path_factory.mktemp("cli")
+    log = folder / "serve.log"
     cmd = [sys.executable, "-m", "movinet_ray.cli", "serve", "--config",
-           str(ROOT / "cluster/serve.yaml"), "--port", str(port), f"model={checkpoint}",
+           str(ROOT / "cluster/serve.yaml"), "--port", str(CLI_PORT), f"model={checkpoint}",
            "replicas.num_cpus=1", "max_sessions=4"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(),
-                                cwd=tmp_path)
-    try:
-        health = _wait_healthy(url, proc, log)
-        assert health["model"] == "motion-a0"
-        assert httpx.get(f"{url}/v1/model").json()["max_sessions"] == 4  # the override
-        video = write_test_video(tmp_path / "clip.mp4", n=20, fps=10, seed=7)
-        with open(video, "rb") as f:
-            body = httpx.post(f"{url}/v1/classify", params={"top_k": len(CLASSES)},
-                              files={"video": f}, timeout=120).json()
-        expected, frames = video_probs(ref_model, video)
-        assert body["frames"] == frames == 10
-        torch.testing.assert_close(scores(body["top_k"]), expected, atol=TOL, rtol=0)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert code == 0, log.read_text()[-3000:]
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{url}/v1/health", timeout=2)
+                                cwd=folder)
+    yield proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def test_demo_serve_classifies_with_a_registered_model(checkpoint, ref_model, tmp_path,
@@ -104,3 +90,30 @@ def test_demo_serve_classifies_with_a_registered_model(checkpoint, ref_model, tm
     assert any(line.startswith(f"Served motion-serve version {version}: demo.mp4")
                for line in lines)
     assert any(line.strip().endswith(best) and "%" in line for line in lines)
+
+
+def test_movinet_serve_with_cluster_config(cli_server, ref_model, tmp_path):
+    """Serves with the file's settings plus overrides; Ctrl-C shuts everything down."""
+    proc, log = cli_server
+    url = f"http://127.0.0.1:{CLI_PORT}"
+    try:
+        health = _wait_healthy(url, proc, log)
+        assert health["model"] == "motion-a0"
+        assert httpx.get(f"{url}/v1/model").json()["max_sessions"] == 4  # the override
+        video = write_test_video(tmp_path / "clip.mp4", n=20, fps=10, seed=7)
+        with open(video, "rb") as f:
+            body = httpx.post(f"{url}/v1/classify", params={"top_k": len(CLASSES)},
+                              files={"video": f}, timeout=120).json()
+        expected, frames = video_probs(ref_model, video)
+        assert body["frames"] == frames == 10
+        torch.testing.assert_close(scores(body["top_k"]), expected, atol=TOL, rtol=0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, log.read_text()[-3000:]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v1/health", timeout=2)

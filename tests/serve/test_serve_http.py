@@ -87,6 +87,8 @@ def test_bad_uploads_are_422(serve_url, tmp_path, case):
     detail = r.json()["detail"]
     assert detail.startswith("upload.bin is not a readable video: ")
     assert "/tmp/" not in detail  # no server paths in answers
+    if case == "empty":
+        assert detail.endswith("empty file (0 bytes)")
 
 
 def test_malformed_requests(serve_url):

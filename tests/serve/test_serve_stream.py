@@ -82,7 +82,7 @@ def test_eight_interleaved_sessions_are_batched_and_exact(serve_url, ws_url, ref
 
     async def run_all():
         return await asyncio.gather(*[
-            _stream(f"{ws_url}/v1/stream", v, "rgb" if i % 2 else "png", delay=0.03 * i,
+            _stream(f"{ws_url}/v1/stream", v, "rgb" if i % 2 else "png", delay=0.005 * i,
                     burst=i % 4 == 3)
             for i, v in enumerate(videos)])
 
