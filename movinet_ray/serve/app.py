@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.requests import ClientDisconnect
 from ray import serve
 from ray.serve import Application
+from starlette.requests import ClientDisconnect
 
 from ..data import VideoDecodeError
 from ..streaming import EngineFull

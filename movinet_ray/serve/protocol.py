@@ -12,7 +12,7 @@ A session is::
     client -> {"type": "stop"}
     server -> {"type": "end", "frames": n, "top_k": [...]} and close 1000
 
-Anything else ends the session with a close code and a reason (:data:`CLOSE_CODES`).
+Anything else ends the session with one of the close codes below and a reason.
 """
 
 from __future__ import annotations
@@ -31,16 +31,6 @@ CLOSE_TOO_BIG = 1009       # a message larger than the declared frame can be
 CLOSE_INTERNAL = 1011      # the server failed
 CLOSE_FULL = 1013          # every session slot of this replica is taken: try again later
 CLOSE_IDLE = 4408          # nothing received for idle_timeout_s
-
-CLOSE_CODES = {
-    CLOSE_NORMAL: "the client sent stop",
-    CLOSE_BAD_DATA: "frame does not decode, or its size/bytes differ from the start message",
-    CLOSE_PROTOCOL: "message out of protocol",
-    CLOSE_TOO_BIG: "message too large",
-    CLOSE_INTERNAL: "server error",
-    CLOSE_FULL: "replica full, try again later",
-    CLOSE_IDLE: "idle timeout",
-}
 
 FORMATS = ("jpeg", "png", "rgb")
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}

@@ -60,8 +60,6 @@ def test_page_streams_a_file_and_shows_live_predictions(serve_url, tmp_path):
                 "document.getElementById('status').textContent.startsWith('done')",
                 timeout=90_000)
             final = int(page.text_content("#frames"))
-            if os.environ.get("MOVINET_SCREENSHOT"):
-                page.screenshot(path=os.environ["MOVINET_SCREENSHOT"], full_page=True)
             labels = page.locator("#bars .label").all_text_contents()
             widths = page.locator("#bars .fill").evaluate_all(
                 "els => els.map(e => parseFloat(e.style.width))")
