@@ -15,6 +15,7 @@ import sys
 # Modules that add sub-commands, in the order `movinet --help` lists them.
 COMMAND_MODULES = (
     "movinet_ray.model.cli",
+    "movinet_ray.model.quant_cli",
     "movinet_ray.data.cli",
     "movinet_ray.serve.run",
     "movinet_ray.demo",

@@ -47,7 +47,7 @@ def example_inputs(model: MoViNet, height: int, width: int, batch: int = 2,
 def export_stream_step(model: MoViNet, height: int, width: int, frames: int = 1
                        ) -> torch.export.ExportedProgram:
     """``torch.export`` of the stream step for ``height x width`` inputs, dynamic batch."""
-    step = StreamStep(model.eval(), height, width)
+    step = StreamStep(model.eval(), height, width).eval()
     return torch.export.export(step, example_inputs(model, height, width, 2, frames),
                                dynamic_shapes=_dynamic_batch(step))
 
@@ -57,7 +57,7 @@ def export_onnx(model: MoViNet, path: str | Path, height: int, width: int, frame
     """Write an ONNX graph of the stream step: inputs ``frames`` + state names, outputs
     ``logits`` + the same state names suffixed ``_out``; the batch dimension is dynamic."""
     path = Path(path)
-    step = StreamStep(model.eval(), height, width)
+    step = StreamStep(model.eval(), height, width).eval()
     names = list(step.state_names)
     torch.onnx.export(
         step, example_inputs(model, height, width, 2, frames), str(path),
