@@ -1,0 +1,84 @@
+"""The labelling actor: a callable class for ``Dataset.map_batches`` (model loaded once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import torch
+
+from .labeller import DecodeSpec, StreamLabeller, VideoPrediction
+from .output import rows_to_results
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Logits -> the ``k`` most probable classes (softmax) and the label.
+
+    The label is the top-1 class, or ``unknown`` when its probability is under ``min_score``.
+    """
+
+    class_names: tuple[str, ...]
+    k: int
+    min_score: float = 0.0
+
+    def __call__(self, logits: torch.Tensor) -> list[dict]:
+        """``[N, C]`` logits -> N dicts with label, score, top_labels/scores/indices."""
+        probs = torch.softmax(logits.float(), dim=-1)
+        scores, indices = probs.topk(min(self.k, probs.shape[-1]), dim=-1)
+        out = []
+        for s, i in zip(scores.tolist(), indices.tolist()):
+            out.append({"label": self.class_names[i[0]] if s[0] >= self.min_score else UNKNOWN,
+                        "score": s[0], "top_labels": [self.class_names[j] for j in i],
+                        "top_scores": s, "top_indices": i})
+        return out
+
+
+def result_row(video: VideoPrediction, topk: TopK) -> dict:
+    """One video's output row (RESULT_SCHEMA) with its timeline nested."""
+    row = {"video_id": video.video_id, "path": video.path, "status": video.status,
+           "error": video.error, "frames": video.frames, "fps": video.fps,
+           "duration_s": video.duration_s, "timeline": []}
+    if video.status != "ok":
+        return row
+    logits = torch.stack([video.logits] + [c.logits for c in video.chunks])
+    whole, *chunks = topk(logits)
+    row.update(whole)
+    row["timeline"] = [
+        {"chunk": c.index, "start_frame": c.start_frame, "end_frame": c.end_frame,
+         "start_s": c.start_s, "end_s": c.end_s, **pred}
+        for c, pred in zip(video.chunks, chunks)]
+    return row
+
+
+class LabelPredictor:
+    """Labels a batch of videos (``video_id``, ``path``) on one actor.
+
+    The model arrives once per actor (an object-store reference, so workers on any node get
+    it without seeing the driver's files); each call runs the batch's videos through a
+    :class:`StreamLabeller` and returns one row per video (RESULT_SCHEMA).
+
+    Args:
+        model: the stream model or an ``ObjectRef`` to it.
+        decode: chunking, frame rate, crop size.
+        topk: class names, k and the ``unknown`` threshold.
+        capacity: videos in lockstep.
+        threads: torch threads (the CPUs reserved for this actor).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, model, decode: DecodeSpec, topk: TopK, capacity: int, threads: int,
+                 device: str = "cpu"):
+        import ray
+
+        if isinstance(model, ray.ObjectRef):
+            model = ray.get(model)
+        torch.set_num_threads(threads)
+        self.topk = topk
+        self.labeller = StreamLabeller(model.to(device).eval(), decode, capacity, device)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        videos = zip(batch["video_id"].to_pylist(), batch["path"].to_pylist())
+        return rows_to_results(result_row(v, self.topk) for v in self.labeller.run(videos))
