@@ -24,7 +24,7 @@ from movinet_ray.label import (
 from movinet_ray.label.plot import timeline_series
 from tests.label.conftest import FPS, SIZE
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 CHUNK = 5
 
 
