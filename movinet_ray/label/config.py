@@ -54,7 +54,7 @@ class LabelConfig:
     fps: float | None = None
     top_k: int = 5
     min_score: float = 0.0
-    backend: str = "auto"
+    backend: str = "pyav"
     batch_streams: int = 4
     batch_videos: int = 16
     num_actors: int = 1
