@@ -25,7 +25,7 @@ _OPTIONS = {
     "cpus_per_actor": (int, "CPUs (and torch threads) per actor"),
     "limit": (int, "label at most this many not-yet-labelled videos"),
     "variant": (str, "variant of --tf-checkpoint"),
-    "backend": (str, "decoder: auto (decord, PyAV fallback), decord or pyav"),
+    "backend": (str, "decoder: pyav, decord or auto (decord, PyAV fallback)"),
     "tracking_uri": (str, "MLflow tracking URI for models:/ and runs:/"),
     "ray_address": (str, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)"),
 }
