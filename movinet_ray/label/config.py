@@ -36,8 +36,11 @@ class LabelConfig:
         batch_streams: videos run in lockstep per actor (slots of the stream engine).
         batch_videos: videos per ``map_batches`` call (work lost when an actor dies; one
             output part per call). At least ``batch_streams``.
-        num_actors: labelling actors (the ``ActorPoolStrategy`` size).
-        cpus_per_actor: CPUs reserved per actor; also its torch threads.
+        num_actors: labelling actors (the ``ActorPoolStrategy`` size); None: as many as the
+            cluster's CPUs (or GPUs with ``use_gpu``) allow.
+        cpus_per_actor: CPUs reserved per actor; also its torch threads. One by default:
+            single-threaded actors keep every core busy with no intra-op synchronisation, and
+            each actor's decoding overlaps the others' model steps.
         use_gpu: one GPU per actor.
         limit: label at most this many not-yet-labelled videos in this run.
         retry_errors: label again the videos an earlier run recorded as errors (their error
@@ -59,8 +62,8 @@ class LabelConfig:
     backend: str = "pyav"
     batch_streams: int = 4
     batch_videos: int = 16
-    num_actors: int = 1
-    cpus_per_actor: int = 2
+    num_actors: int | None = None
+    cpus_per_actor: int = 1
     use_gpu: bool = False
     limit: int | None = None
     retry_errors: bool = False
@@ -70,7 +73,8 @@ class LabelConfig:
     def __post_init__(self):
         checks = {
             "chunk_frames": self.chunk_frames >= 1, "top_k": self.top_k >= 1,
-            "batch_streams": self.batch_streams >= 1, "num_actors": self.num_actors >= 1,
+            "batch_streams": self.batch_streams >= 1,
+            "num_actors": self.num_actors is None or self.num_actors >= 1,
             "cpus_per_actor": self.cpus_per_actor >= 1,
             "batch_videos": self.batch_videos >= self.batch_streams,
             "min_score": 0.0 <= self.min_score <= 1.0,

@@ -118,6 +118,10 @@ def run_label(cfg: LabelConfig) -> dict:
             model.fuse_bn_()
         topk = TopK(tuple(info.class_names), cfg.top_k, cfg.min_score)
         batches = [todo.slice(i, cfg.batch_videos) for i in range(0, len(todo), cfg.batch_videos)]
+        actors = min(cfg.num_actors or _actors_that_fit(cfg), len(batches))
+        log.info("%d actor(s) x %d CPU%s, %d videos in lockstep each, %d videos per batch",
+                 actors, cfg.cpus_per_actor, " + 1 GPU" if cfg.use_gpu else "",
+                 cfg.batch_streams, cfg.batch_videos)
         ds = ray.data.from_arrow(batches).map_batches(
             LabelPredictor,
             fn_constructor_kwargs={"model": ray.put(model), "decode": decode, "topk": topk,
@@ -125,7 +129,7 @@ def run_label(cfg: LabelConfig) -> dict:
                                    "threads": cfg.cpus_per_actor,
                                    "device": "cuda" if cfg.use_gpu else "cpu"},
             batch_size=cfg.batch_videos, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(batches))),
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else None)
         _write_results(ds, store, model_uri, version, counts, len(todo))
     wall = time.perf_counter() - start
@@ -144,6 +148,15 @@ def run_label(cfg: LabelConfig) -> dict:
              skipped, counts["frames"], wall, summary["frames_per_s"],
              summary["videos_per_min"], cfg.out)
     return summary
+
+
+def _actors_that_fit(cfg: LabelConfig) -> int:
+    import ray
+
+    resources = ray.cluster_resources()
+    if cfg.use_gpu:
+        return max(1, int(resources.get("GPU", 1)))
+    return max(1, int(resources.get("CPU", 1) // cfg.cpus_per_actor))
 
 
 def _write_results(ds, store: LabelStore, model_uri: str, version: str, counts: dict,
@@ -181,8 +194,7 @@ def demo_label(videos_dir: Path, model_uri: str, out_dir: Path,
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     try:
         cfg = LabelConfig(input=str(videos_dir), out=str(out_dir), model=model_uri,
-                          tracking_uri=tracking_uri,
-                          cpus_per_actor=max(1, int(ray.cluster_resources().get("CPU", 1))))
+                          tracking_uri=tracking_uri)
         summary = run_label(cfg)
     finally:
         if started:
