@@ -111,24 +111,33 @@ class StreamLabeller:
 
     def run(self, videos: Iterable[tuple[str, str]]) -> Iterator[VideoPrediction]:
         """Label ``(video_id, path)`` pairs; yields each video's prediction as it finishes
-        (not in input order). Bad files yield ``status="error"`` with the reason."""
+        (not in input order). Bad files yield ``status="error"`` with the reason.
+
+        The next video's first chunk is decoded ahead, so a freed slot starts at once.
+        """
         queue = deque(videos)
         slots: dict[str, _Open] = {}
+        ahead: deque[_Open] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             try:
-                while queue or slots:
-                    while queue and self.engine.free_slots:
-                        vid, path = queue.popleft()
-                        self.engine.open(vid)
-                        slots[vid] = _Open(VideoPrediction(vid, path))
-                        slots[vid].next_chunk = pool.submit(self._first_chunk, slots[vid])
+                while queue or ahead or slots:
+                    while (queue or ahead) and self.engine.free_slots:
+                        item = ahead.popleft() if ahead else self._start(*queue.popleft(), pool)
+                        self.engine.open(item.result.video_id)
+                        slots[item.result.video_id] = item
                     yield from self._feed(slots, pool)
+                    if queue and not ahead:
+                        ahead.append(self._start(*queue.popleft(), pool))
                     yield from self._step(slots)
             finally:
-                for item in slots.values():  # an exception: stop every decoder
-                    if item.next_chunk is not None:
-                        item.next_chunk.cancel()
+                for item in [*slots.values(), *ahead]:  # an exception: stop every decoder
+                    item.next_chunk.cancel()
                     self.engine.discard(item.result.video_id)
+
+    def _start(self, video_id: str, path: str, pool: ThreadPoolExecutor) -> _Open:
+        item = _Open(VideoPrediction(video_id, path))
+        item.next_chunk = pool.submit(self._first_chunk, item)
+        return item
 
     # ------------------------------------------------------------------ internals
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -9,6 +11,8 @@ import torch
 
 from .labeller import DecodeSpec, StreamLabeller, VideoPrediction
 from .output import rows_to_results
+
+log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 
@@ -81,4 +85,11 @@ class LabelPredictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         videos = zip(batch["video_id"].to_pylist(), batch["path"].to_pylist())
-        return rows_to_results(result_row(v, self.topk) for v in self.labeller.run(videos))
+        lab = self.labeller
+        start, model_s, wait_s = time.perf_counter(), lab.model_seconds, lab.decode_wait_seconds
+        rows = [result_row(v, self.topk) for v in lab.run(videos)]
+        log.info("labelled %d videos, %d frames in %.2f s: model %.2f s, waiting for decoding "
+                 "%.2f s", len(rows), sum(r["frames"] for r in rows),
+                 time.perf_counter() - start, lab.model_seconds - model_s,
+                 lab.decode_wait_seconds - wait_s)
+        return rows_to_results(rows)
