@@ -4,14 +4,15 @@
 
 * **job**: ``run_label`` end to end (model load, Ray Data actor start-up, decoding,
   streaming, Parquet output) on an archive of generated videos (varied 10-30 fps, 2-8 s,
-  320x240), on a local Ray with all CPUs; videos/min and frames/s (frames the model sees).
+  320x240), on a local Ray with all CPUs; videos/min and frames/s (frames the model sees),
+  and the same from the moment the first actor has its model (without start-up).
 * **model-only ceiling**, same run: the same stream engine, model, slots, chunks, threads and
   process layout over frames already in memory (the videos' own lengths), no decoding.
 * **decode-only**: decoding + resizing the same videos on one core, the other CPU work a
   CPU-only job must do; with it, the best a CPU-only job can reach is
   ``1 / (1/ceiling + 1/(cores * decode rate))``.
 * **naive**: decode each whole video, average a base model's predictions over 50-frame
-  windows (one process, all threads).
+  windows (in the job's process layout).
 * **peak memory** of labelling one 30-minute vs. one 30-second video (fresh process each,
   the job's labeller vs. the naive way).
 
@@ -79,11 +80,12 @@ def make_long_video(folder: Path, seconds: float) -> Path:
 # --------------------------------------------------------------------------- measurements
 
 
-def model_only_ceiling(model, lengths: list[int], cfg: LabelConfig, size: int) -> dict:
+def model_only_ceiling(model, lengths: list[int], cfg: LabelConfig, size: int,
+                       actors: int) -> dict:
     """Frames/s of the engine alone over in-memory frames, in the job's process layout."""
     import ray
 
-    shares = [lengths[i::cfg.num_actors] for i in range(cfg.num_actors)]
+    shares = [lengths[i::actors] for i in range(actors)]
     task = ray.remote(num_cpus=cfg.cpus_per_actor)(_engine_only)
     ref = ray.put(model)
     results = ray.get([task.remote(ref, s, cfg.batch_streams, cfg.chunk_frames, size,
@@ -147,17 +149,42 @@ def naive_probs(base_model, path: str, fps: float, size: int) -> torch.Tensor:
     return torch.cat(probs).mean(0)
 
 
-def naive_speed(base_model, paths: list[str], fps: float, size: int) -> dict:
+def naive_speed(base_model, paths: list[str], fps: float, size: int, actors: int,
+                threads: int) -> dict:
+    """The naive way in the job's process layout (``actors`` Ray tasks x ``threads``)."""
+    import ray
+
+    task = ray.remote(num_cpus=threads)(_naive_share)
+    ref = ray.put(base_model)
+    results = ray.get([task.remote(ref, paths[i::actors], fps, size, threads)
+                       for i in range(actors) if paths[i::actors]])
+    frames, seconds = sum(r[0] for r in results), max(r[1] for r in results)
+    return {"videos": len(paths), "frames": frames, "seconds": round(seconds, 2),
+            "frames_per_s": frames / seconds, "videos_per_min": 60 * len(paths) / seconds}
+
+
+def _naive_share(base_model, paths, fps, size, threads):
     from movinet_ray.data import probe_video
 
+    torch.set_num_threads(threads)
     frames, start = 0, time.perf_counter()
     for path in paths:
         naive_probs(base_model, path, fps, size)
-        info = probe_video(path)
-        frames += int(np.ceil(info.duration_s * fps))
-    seconds = time.perf_counter() - start
-    return {"videos": len(paths), "frames": frames, "seconds": round(seconds, 2),
-            "frames_per_s": frames / seconds, "videos_per_min": 60 * len(paths) / seconds}
+        frames += int(np.ceil(probe_video(path).duration_s * fps))
+    return frames, time.perf_counter() - start
+
+
+def timed_predictor(folder: Path):
+    """The job's actor class, noting when each actor has loaded its model (so start-up can
+    be told apart from labelling). Made in a function: shipped to the actors by value."""
+    from movinet_ray.label import LabelPredictor
+
+    class TimedPredictor(LabelPredictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            (folder / f"ready.{os.getpid()}").write_text(repr(time.time()))
+
+    return TimedPredictor
 
 
 def peak_memory(kind: str, video: Path, checkpoint: Path, cfg: LabelConfig) -> dict:
@@ -239,6 +266,7 @@ def main() -> None:
 
     from movinet_ray.config import load_config
 
+    load_before = os.getloadavg()
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -257,39 +285,47 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="label-bench-"))
     job_cfg = load_config(LabelConfig, None, [f"input={manifest}", f"out={out / 'job'}",
                                               f"model={checkpoint}", *args.set])
+    from movinet_ray.label import job as label_job
+
+    ready = out / "ready"
+    ready.mkdir()
+    label_job.LabelPredictor = timed_predictor(ready)
+    started = time.time()
     summary = run_label(job_cfg)
+    finished = time.time()
+    first_ready = min(float(p.read_text()) for p in ready.iterdir())
+    steady = summary["frames"] / (finished - first_ready)
+    startup = first_ready - started
     import pyarrow.parquet as pq
 
     videos = pq.read_table(out / "job" / "videos").to_pylist()
     lengths = [v["frames"] for v in videos if v["status"] == "ok"]
-    stamps = sorted({v["labelled_at"] for v in videos})
-    steady_frames = sum(v["frames"] for v in videos if v["labelled_at"] != stamps[0])
-    steady = steady_frames / (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else 0
-
     fused = create_model(args.variant, "stream", num_classes=600).eval().fuse_bn_()
-    ceiling = model_only_ceiling(fused, lengths, job_cfg, spec.resolution)
+    actors = job_cfg.num_actors or cores // job_cfg.cpus_per_actor
+    ceiling = model_only_ceiling(fused, lengths, job_cfg, spec.resolution, actors)
+    distinct = sorted({v["path"] for v in videos})
+    base = create_model(args.variant, "base", num_classes=600).eval().fuse_bn_()
+    naive = naive_speed(base, distinct, spec.fps, spec.resolution, actors,
+                        job_cfg.cpus_per_actor)
     ray.shutdown()
 
-    distinct = sorted({v["path"] for v in videos})
     decode = DecodeSpec(job_cfg.chunk_frames, spec.fps, spec.resolution, job_cfg.backend)
     dec = decode_only(distinct, decode)
     bound = 1 / (1 / ceiling["frames_per_s"] + 1 / (cores * dec["frames_per_s"]))
-    torch.set_num_threads(cores)
-    base = create_model(args.variant, "base", num_classes=600).eval().fuse_bn_()
-    naive = naive_speed(base, distinct, spec.fps, spec.resolution)
 
     speed_rows = [
         {"what": f"job: run_label end to end ({summary['labelled']} videos)",
          "frames/s": summary["frames_per_s"], "videos/min": summary["videos_per_min"],
          "% of ceiling": 100 * summary["frames_per_s"] / ceiling["frames_per_s"]},
-        {"what": "job, steady state (after the first batch is written)",
+        {"what": f"job without start-up (from the first actor ready, {startup:.1f} s in)",
          "frames/s": steady, "% of ceiling": 100 * steady / ceiling["frames_per_s"]},
         {"what": "model-only ceiling (same engine/layout, frames in memory)",
          "frames/s": ceiling["frames_per_s"], "% of ceiling": 100.0},
         {"what": f"decode only, 1 core ({job_cfg.backend})", "frames/s": dec["frames_per_s"]},
         {"what": f"CPU-only bound: 1/(1/ceiling + 1/({cores} x decode))", "frames/s": bound,
          "% of ceiling": 100 * bound / ceiling["frames_per_s"]},
-        {"what": f"naive: whole video + {args.variant}-base on {WINDOW}-frame windows",
+        {"what": f"naive: whole video + {args.variant}-base on {WINDOW}-frame windows "
+                 "(same layout)",
          "frames/s": naive["frames_per_s"], "videos/min": naive["videos_per_min"]},
     ]
     memory_rows = []
@@ -301,10 +337,11 @@ def main() -> None:
             print(row, flush=True)
     stream_mem = [r["peak_rss_mib"] for r in memory_rows if r["method"].startswith("job")]
     cfg_text = (f"{args.variant}-stream {spec.resolution}px {spec.fps:g} fps, "
-                f"{job_cfg.num_actors} actor(s) x {job_cfg.cpus_per_actor} CPU, "
+                f"{actors} actor(s) x {job_cfg.cpus_per_actor} CPU, "
                 f"{job_cfg.batch_streams} streams, chunks of {job_cfg.chunk_frames}, "
                 f"backend {job_cfg.backend}, fused BN {job_cfg.fuse_bn}")
-    print(f"\n{cfg_text}; {cores} cores\n")
+    print(f"\n{cfg_text}; {cores} cores; 1-min load average {load_before[0]:.1f} at the "
+          f"start, {os.getloadavg()[0]:.1f} at the end (other users of the machine)\n")
     print(markdown_table(speed_rows, ["what", "frames/s", "videos/min", "% of ceiling"]))
     print()
     print(markdown_table(memory_rows, ["method", "video", "frames", "seconds", "peak_rss_mib",
@@ -312,9 +349,10 @@ def main() -> None:
     print(f"\nstream peak RSS, long vs 30 s: {100 * (stream_mem[1] / stream_mem[0] - 1):+.1f}%")
     print(f"benchmark wall time: {time.perf_counter() - t0:.0f} s")
     write_results("label_speed", {
-        "config": cfg_text, "job_config": {k: v for k, v in vars(job_cfg).items()},
+        "config": cfg_text, "load_average_1min": {"start": load_before[0],
+                                                  "end": os.getloadavg()[0]}, "job_config": {k: v for k, v in vars(job_cfg).items()},
         "summary": summary, "speed": speed_rows, "memory": memory_rows,
-        "ceiling": ceiling, "decode": dec, "naive": naive})
+        "ceiling": ceiling, "decode": dec, "naive": naive, "startup_s": startup})
 
 
 if __name__ == "__main__":

@@ -129,7 +129,10 @@ def run_label(cfg: LabelConfig) -> dict:
                                    "threads": cfg.cpus_per_actor,
                                    "device": "cuda" if cfg.use_gpu else "cpu"},
             batch_size=cfg.batch_videos, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            # One batch per actor at a time: a batch is seconds of work, so queueing a second
+            # gains nothing, and an actor that dies takes only its own batch with it (and no
+            # actor sits idle at the end while another works through a queue).
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else None)
         _write_results(ds, store, model_uri, version, counts, len(todo))
     wall = time.perf_counter() - start

@@ -14,6 +14,8 @@ anytime prediction of the timeline.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import time
 from collections import deque
@@ -72,6 +74,31 @@ class VideoPrediction:
 
 
 _END = object()  # a decoder's "no more chunks"
+# Steps between returns of freed heap memory to the OS (see _release_free_memory).
+_TRIM_EVERY = 32
+
+
+def _load_malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_free_memory() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``).
+
+    Decoding on one thread and running the model on another, glibc kept the freed pages of
+    the two threads' interleaved allocations: resident memory grew by ~90 MB over the first
+    minute of a video before levelling off, so a 30-second video used 25% less than a long
+    one. Trimming every few steps keeps it flat (8 ms per call, no measurable CPU cost).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @dataclass
@@ -108,6 +135,7 @@ class StreamLabeller:
         # Where the time goes: waiting for the decode thread vs. model steps.
         self.decode_wait_seconds = 0.0
         self.model_seconds = 0.0
+        self._steps = 0
 
     def run(self, videos: Iterable[tuple[str, str]]) -> Iterator[VideoPrediction]:
         """Label ``(video_id, path)`` pairs; yields each video's prediction as it finishes
@@ -176,12 +204,16 @@ class StreamLabeller:
         start = time.perf_counter()
         results = self.engine.step()
         self.model_seconds += time.perf_counter() - start
+        self._steps += 1
+        if self._steps % _TRIM_EVERY == 0:
+            _release_free_memory()
         for res in results:
             item = slots[res.key]
             if res.chunk is not None:
                 index, lo, hi, fps = res.chunk
+                # a copy: the engine's row is a view that would keep the whole batch's logits
                 item.result.chunks.append(
-                    ChunkPrediction(index, lo, hi, lo / fps, hi / fps, res.logits))
+                    ChunkPrediction(index, lo, hi, lo / fps, hi / fps, res.logits.clone()))
             if res.finished:
                 del slots[res.key]
                 item.result.frames, item.result.logits = res.frames_seen, res.logits

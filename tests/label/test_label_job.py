@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -26,6 +28,7 @@ from tests.label.conftest import FPS, SIZE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 CHUNK = 5
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(archive, out, model_path, **kw) -> LabelConfig:
@@ -116,7 +119,7 @@ def test_resume_skips_done_videos_and_clears_crash_leftovers(ray_local, archive,
         n_rows = timeline.filter(pc.equal(timeline["video_id"], row["video_id"])).num_rows
         assert n_rows == (math.ceil(row["frames"] / CHUNK) if row["status"] == "ok" else 0)
 
-    third = run_label(_config(archive, out, path))
+    third = _jobs_label().main(_config(archive, out, path))  # the `ray job submit` entry
     assert third["labelled"] == 0 and third["already_labelled"] == 12
 
     retried = run_label(_config(archive, out, path, retry_errors=True))
@@ -126,6 +129,13 @@ def test_resume_skips_done_videos_and_clears_crash_leftovers(ray_local, archive,
 
     with pytest.raises(SettingsMismatch, match="top_k"):
         run_label(_config(archive, out, path, top_k=2))
+
+
+def _jobs_label():
+    spec = importlib.util.spec_from_file_location("jobs_label", ROOT / "jobs" / "label.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_cli_manifest_then_plot_timeline(ray_local, archive, label_model, tmp_path, capsys):
