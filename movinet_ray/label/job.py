@@ -85,9 +85,6 @@ def run_label(cfg: LabelConfig) -> dict:
         ValueError: a base (non-causal) model, no videos, bad config.
         SettingsMismatch: ``out`` holds labels made with another model or settings.
     """
-    import ray
-    import ray.data
-
     cfg.check_runnable()
     start = time.perf_counter()
     model, info, model_uri, version = load_label_model(cfg)
@@ -117,23 +114,7 @@ def run_label(cfg: LabelConfig) -> dict:
         if cfg.fuse_bn:
             model.fuse_bn_()
         topk = TopK(tuple(info.class_names), cfg.top_k, cfg.min_score)
-        batches = [todo.slice(i, cfg.batch_videos) for i in range(0, len(todo), cfg.batch_videos)]
-        actors = min(cfg.num_actors or _actors_that_fit(cfg), len(batches))
-        log.info("%d actor(s) x %d CPU%s, %d videos in lockstep each, %d videos per batch",
-                 actors, cfg.cpus_per_actor, " + 1 GPU" if cfg.use_gpu else "",
-                 cfg.batch_streams, cfg.batch_videos)
-        ds = ray.data.from_arrow(batches).map_batches(
-            LabelPredictor,
-            fn_constructor_kwargs={"model": ray.put(model), "decode": decode, "topk": topk,
-                                   "capacity": cfg.batch_streams,
-                                   "threads": cfg.cpus_per_actor,
-                                   "device": "cuda" if cfg.use_gpu else "cpu"},
-            batch_size=cfg.batch_videos, batch_format="pyarrow",
-            # One batch per actor at a time: a batch is seconds of work, so queueing a second
-            # gains nothing, and an actor that dies takes only its own batch with it (and no
-            # actor sits idle at the end while another works through a queue).
-            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
-            num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else None)
+        ds = _label_dataset(cfg, todo, model, decode, topk)
         _write_results(ds, store, model_uri, version, counts, len(todo))
     wall = time.perf_counter() - start
     labelled = counts["ok"] + counts["error"]
@@ -151,6 +132,29 @@ def run_label(cfg: LabelConfig) -> dict:
              skipped, counts["frames"], wall, summary["frames_per_s"],
              summary["videos_per_min"], cfg.out)
     return summary
+
+
+def _label_dataset(cfg: LabelConfig, todo: pa.Table, model, decode: DecodeSpec, topk: TopK):
+    """Video rows in blocks of ``batch_videos`` -> ``LabelPredictor`` on an actor pool."""
+    import ray
+    import ray.data
+
+    batches = [todo.slice(i, cfg.batch_videos) for i in range(0, len(todo), cfg.batch_videos)]
+    actors = min(cfg.num_actors or _actors_that_fit(cfg), len(batches))
+    log.info("%d actor(s) x %d CPU%s, %d videos in lockstep each, %d videos per batch",
+             actors, cfg.cpus_per_actor, " + 1 GPU" if cfg.use_gpu else "",
+             cfg.batch_streams, cfg.batch_videos)
+    return ray.data.from_arrow(batches).map_batches(
+        LabelPredictor,
+        fn_constructor_kwargs={"model": ray.put(model), "decode": decode, "topk": topk,
+                               "capacity": cfg.batch_streams, "threads": cfg.cpus_per_actor,
+                               "device": "cuda" if cfg.use_gpu else "cpu"},
+        batch_size=cfg.batch_videos, batch_format="pyarrow",
+        # One batch per actor at a time: a batch is seconds of work, so queueing a second
+        # gains nothing, and an actor that dies takes only its own batch with it (and no
+        # actor sits idle at the end while another works through a queue).
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+        num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else None)
 
 
 def _actors_that_fit(cfg: LabelConfig) -> int:

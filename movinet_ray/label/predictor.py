@@ -39,21 +39,23 @@ class TopK:
                         "top_scores": s, "top_indices": i})
         return out
 
+    def one(self, logits: torch.Tensor) -> dict:
+        """``[C]`` logits -> one dict (a chunk's timeline entry)."""
+        return self(logits[None])[0]
+
 
 def result_row(video: VideoPrediction, topk: TopK) -> dict:
-    """One video's output row (RESULT_SCHEMA) with its timeline nested."""
+    """One video's output row (RESULT_SCHEMA) with its timeline nested (the chunks'
+    predictions are ``topk.one`` dicts: the labeller's ``summarize``)."""
     row = {"video_id": video.video_id, "path": video.path, "status": video.status,
            "error": video.error, "frames": video.frames, "fps": video.fps,
            "duration_s": video.duration_s, "timeline": []}
     if video.status != "ok":
         return row
-    logits = torch.stack([video.logits] + [c.logits for c in video.chunks])
-    whole, *chunks = topk(logits)
-    row.update(whole)
+    row.update(topk.one(video.logits))
     row["timeline"] = [
         {"chunk": c.index, "start_frame": c.start_frame, "end_frame": c.end_frame,
-         "start_s": c.start_s, "end_s": c.end_s, **pred}
-        for c, pred in zip(video.chunks, chunks)]
+         "start_s": c.start_s, "end_s": c.end_s, **c.prediction} for c in video.chunks]
     return row
 
 
@@ -81,7 +83,8 @@ class LabelPredictor:
             model = ray.get(model)
         torch.set_num_threads(threads)
         self.topk = topk
-        self.labeller = StreamLabeller(model.to(device).eval(), decode, capacity, device)
+        self.labeller = StreamLabeller(model.to(device).eval(), decode, capacity, device,
+                                       summarize=topk.one)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         videos = zip(batch["video_id"].to_pylist(), batch["path"].to_pylist())
