@@ -21,12 +21,14 @@ _OPTIONS = {
     "min_score": (float, "top-1 probability under which the label is 'unknown'"),
     "batch_streams": (int, "videos in lockstep per actor (stream-engine slots)"),
     "batch_videos": (int, "videos per map_batches call (one output part each)"),
-    "num_actors": (int, "labelling actors"),
+    "num_actors": (int, "labelling actors (default: as many as the cluster's CPUs, or GPUs, "
+                          "allow)"),
     "cpus_per_actor": (int, "CPUs (and torch threads) per actor"),
-    "limit": (int, "label at most this many not-yet-labelled videos"),
+    "limit": (int, "label at most this many not-yet-labelled videos (default: all)"),
     "variant": (str, "variant of --tf-checkpoint"),
     "backend": (str, "decoder: pyav, decord or auto (decord, PyAV fallback)"),
-    "tracking_uri": (str, "MLflow tracking URI for models:/ and runs:/"),
+    "tracking_uri": (str, "MLflow tracking URI for models:/ and runs:/ (default: "
+                             "$MLFLOW_TRACKING_URI, else ./mlflow.db)"),
     "ray_address": (str, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)"),
 }
 
@@ -46,8 +48,9 @@ def register(sub) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config fields")
     for name, (kind, text) in _OPTIONS.items():
+        default = getattr(_DEFAULTS, name)
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                       help=f"{text} (default: {getattr(_DEFAULTS, name)})")
+                       help=text if default is None else f"{text} (default: {default})")
     p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per actor")
     p.add_argument("--retry-errors", action="store_true", default=None,
                    help="label again the videos recorded as errors")
