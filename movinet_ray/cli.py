@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = (
     "movinet_ray.model.cli",
     "movinet_ray.data.cli",
+    "movinet_ray.train.cli",
     "movinet_ray.demo",
 )
 
