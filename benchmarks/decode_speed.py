@@ -111,7 +111,7 @@ def main() -> None:
 
     print(f"machine: {machine}")
     print(f"\ndecode + resize (short side {SIZE}, centre crop), frames/s, best of {repeats}")
-    print(f"| video | size | frames | codec | decord | PyAV | decord/PyAV |")
+    print("| video | size | frames | codec | decord | PyAV | decord/PyAV |")
     print("|---|---|---|---|---|---|---|")
     for r in decode:
         print(f"| {r['video']} | {r['size']} | {r['frames']} | {r['codec']} | "

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "movinet_ray.model.cli",
     "movinet_ray.model.quant_cli",
     "movinet_ray.data.cli",
+    "movinet_ray.train.cli",
     "movinet_ray.label.cli",
     "movinet_ray.serve.run",
     "movinet_ray.demo",

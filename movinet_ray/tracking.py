@@ -194,3 +194,224 @@ def source_of(uri: str) -> dict[str, str]:
         mv = client.get_model_version(name, version)
     return {k: v for k, v in {"name": name, "version": str(mv.version),
                               "run_id": mv.run_id}.items() if v}
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The URI every process of a run uses: ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``,
+    else ``./mlflow.db``; a relative SQLite path becomes absolute, because Ray workers run in
+    other folders than the driver."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    """Log flat params to a run (in chunks: MLflow takes 100 per request)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, "None" if v is None else str(v)) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i:i + 100])
+
+
+def find_run(experiment: str, tags: dict[str, str]) -> str | None:
+    """The id of the newest run of ``experiment`` carrying all ``tags``, or None."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = mlflow.MlflowClient().search_runs([exp.experiment_id], query, max_results=1,
+                                             order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+class StepLogger:
+    """Per-step metrics of one run, logged at most once per step even across restarts.
+
+    A worker group that restarts from a checkpoint replays the steps after it; those that
+    already reached MLflow (up to the last step of ``key``) are not logged again, so every
+    metric history has one point per step. A step's metrics go out in one batch (one
+    transaction), so ``key`` marks whole steps. Logging is asynchronous; :meth:`flush` waits.
+    """
+
+    def __init__(self, run_id: str, tracking_uri: str, key: str = "train/loss"):
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+        self.run_id = run_id
+        self.client = mlflow.MlflowClient(tracking_uri)
+        history = self.client.get_metric_history(run_id, key)
+        self.logged_through = max((m.step for m in history), default=0)
+
+    def log(self, step: int, metrics: dict[str, float], always: bool = False) -> bool:
+        """Queue ``metrics`` at ``step``; False (nothing logged) if the step already was.
+
+        ``always`` logs events that are not per-step values (e.g. a restart) regardless.
+        """
+        import time
+
+        from mlflow.entities import Metric
+
+        if step <= self.logged_through and not always:
+            return False
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(batch), 1000):  # MLflow's per-request limit
+            self.client.log_batch(self.run_id, metrics=batch[i:i + 1000], synchronous=False)
+        self.logged_through = max(self.logged_through, step)
+        return True
+
+    def flush(self) -> None:
+        import mlflow
+
+        mlflow.flush_async_logging()
+
+
+def log_evaluation(report: dict[str, Any], class_names, step: int,
+                   prefix: str = "eval") -> None:
+    """Log an evaluation in the active run: per-class precision/recall/F1 as metrics at
+    ``step``, and ``<prefix>/confusion_matrix.json`` / ``.png`` (rows: true class)."""
+    import mlflow
+
+    metrics = {}
+    for name, row in zip(class_names, report["per_class"]):
+        for stat in ("precision", "recall", "f1"):
+            metrics[f"val_class/{_metric_safe(name)}/{stat}"] = row[stat]
+    items = list(metrics.items())
+    for i in range(0, len(items), 1000):
+        mlflow.log_metrics(dict(items[i:i + 1000]), step=step)
+    mlflow.log_dict({"step": step, "class_names": list(class_names),
+                     "confusion_matrix": report["confusion_matrix"],
+                     "per_class": report["per_class"],
+                     **{k: v for k, v in report.items() if isinstance(v, (int, float))}},
+                    f"{prefix}/confusion_matrix.json")
+    mlflow.log_figure(confusion_figure(report["confusion_matrix"], class_names),
+                      f"{prefix}/confusion_matrix.png")
+
+
+def _metric_safe(name: str) -> str:
+    """MLflow metric names allow alphanumerics, ``_ - . space / :``; map the rest to ``_``."""
+    return "".join(c if c.isalnum() or c in "_-. /:" else "_" for c in name)
+
+
+def confusion_figure(matrix, class_names):
+    """A row-normalised confusion-matrix heat map (counts in the cells when they fit)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(matrix, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    side = min(4 + 0.45 * n, 40)
+    fig, ax = plt.subplots(figsize=(side, side * 0.85))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    if n <= 40:
+        ax.set_xticks(range(n), class_names, rotation=60, ha="right")
+        ax.set_yticks(range(n), class_names)
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def compare_runs(experiment: str | None = None, tracking_uri: str | None = None,
+                 max_runs: int = 50) -> list[dict[str, Any]]:
+    """One row per training run (newest first): model, key params, best top-1, steps, time.
+
+    ``experiment`` None = every experiment.
+    """
+    import mlflow
+
+    setup_mlflow(tracking_uri)
+    client = mlflow.MlflowClient()
+    if experiment:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise ValueError(f"no MLflow experiment named {experiment!r}")
+        ids = [exp.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, "tags.`movinet.model` != ''", max_results=max_runs,
+                              order_by=["attributes.start_time DESC"])
+    rows = []
+    for run in runs:
+        p, m = run.data.params, run.data.metrics
+        rows.append({
+            "run": run.info.run_name, "model": run.data.tags.get("movinet.model", ""),
+            "status": run.info.status,
+            "init": p.get("model.init", ""), "lr": p.get("optim.lr", ""),
+            "batch": p.get("train.batch_size", ""),
+            "input": f"{p.get('data.frames', '?')}x{p.get('data.resolution', '?')}"
+                     f"@{p.get('data.fps', '?')}fps",
+            "best_top1": m.get("best/val_top1"), "steps": _int(m.get("train/steps_done")),
+            "time_s": m.get("train/time_s"), "run_id": run.info.run_id})
+    return rows
+
+
+def _int(value):
+    return None if value is None else int(value)
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table for terminals."""
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else (
+            f"{v:.0f}" if isinstance(v, float) else str(v))
+
+    table = [columns] + [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ui_command(tracking_uri: str | None = None, host: str = "127.0.0.1", port: int = 5000,
+               artifacts: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow server`` command line (and environment) serving our store on ``host``.
+
+    A local SQLite store serves its ``mlartifacts`` folder next to the database (where
+    :func:`setup_mlflow` puts experiments' artifacts); job execution is off (it starts
+    seven extra processes and triples the start-up time).
+    """
+    import sys
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        raise ValueError(f"{uri}: `movinet ui` serves a database store; for a tracking server "
+                         "open its own address in a browser")
+    if artifacts is None and uri.startswith("sqlite:///"):
+        artifacts = str(Path(uri[len("sqlite:///"):]).parent / DEFAULT_ARTIFACTS)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+           "--backend-store-uri", uri]
+    if artifacts:
+        cmd += ["--artifacts-destination", artifacts]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return cmd, env

@@ -10,10 +10,12 @@ from .checkpoint import (
 )
 from .configs import VARIANTS, MoViNetConfig, VariantSpec
 from .convert import WeightConversionError, load_tf_weights
+from .frame2d import Frame2D, Frame2DConfig, create_frame2d, frame2d_info
 from .movinet import MoViNet, State, create_model
 
 __all__ = [
-    "VARIANTS", "ModelInfo", "MoViNet", "MoViNetConfig", "State", "VariantSpec",
-    "WeightConversionError", "create_model", "kinetics600_labels", "load_kinetics600",
-    "load_model", "load_tf_weights", "model_info", "save_model",
+    "VARIANTS", "Frame2D", "Frame2DConfig", "ModelInfo", "MoViNet", "MoViNetConfig", "State",
+    "VariantSpec", "WeightConversionError", "create_frame2d", "create_model", "frame2d_info",
+    "kinetics600_labels", "load_kinetics600", "load_model", "load_tf_weights", "model_info",
+    "save_model",
 ]

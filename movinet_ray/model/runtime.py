@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from .checkpoint import ModelInfo, load_model
 from .export import FRAMES, LOGITS
-from .movinet import FRAME_COUNT, MoViNet, State
+from .movinet import MoViNet, State
 
 ONNX_INFO_KEY = "movinet_ray.info"
 PRECISION_KEY = "precision"  # ModelInfo.extra: "fp32" | "fp16" | "int8"
