@@ -11,11 +11,9 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-
-import ray
 
 from movinet_ray.config import load_config
+from movinet_ray.ray_init import init_ray
 from movinet_ray.label import LabelConfig, run_label
 
 log = logging.getLogger("jobs.label")
@@ -25,8 +23,7 @@ def main(cfg: LabelConfig) -> dict:
     """Join (or start) Ray, label ``cfg.input`` into ``cfg.out``, return the summary."""
     cfg.check_runnable()
     log.info("label config: %s", dataclasses.asdict(cfg))
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address or os.environ.get("RAY_ADDRESS") or "local")
+    init_ray(cfg.ray_address)
     return run_label(cfg)
 
 

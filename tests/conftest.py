@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from movinet_ray.ray_init import init_ray
+
 ROOT = Path(__file__).resolve().parents[1]
 TF_FIXTURES = Path(os.environ.get("MOVINET_TF_FIXTURES", ROOT.parent / "shared/fixtures/movinet_tf"))
 
@@ -31,8 +33,7 @@ def ray_local():
     if not ray.is_initialized():
         # address="local": always a fresh instance, never a cluster some other process started
         # with `ray start` on this machine.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        init_ray("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

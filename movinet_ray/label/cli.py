@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 
 from .config import LabelConfig
 
@@ -77,16 +76,13 @@ def config_from_args(args: argparse.Namespace) -> LabelConfig:
 
 
 def _label(args) -> int:
-    import ray
-
+    from ..ray_init import init_ray
     from .job import run_label
 
     cfg = config_from_args(args)
     cfg.check_runnable()
     log.info("label config: %s", dataclasses.asdict(cfg))
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address or os.environ.get("RAY_ADDRESS") or "local",
-                 configure_logging=False)
+    init_ray(cfg.ray_address)
     summary = run_label(cfg)
     print(json.dumps(summary, indent=1))
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..ray_init import init_ray
 from .config import LabelConfig
 from .labeller import DecodeSpec
 from .output import LabelStore
@@ -198,7 +199,7 @@ def demo_label(videos_dir: Path, model_uri: str, out_dir: Path,
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address="local", include_dashboard=False, configure_logging=False)
+        init_ray("local", include_dashboard=False)
     try:
         cfg = LabelConfig(input=str(videos_dir), out=str(out_dir), model=model_uri,
                           tracking_uri=tracking_uri)

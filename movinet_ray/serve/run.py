@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..ray_init import init_ray
 from .config import ServeConfig, ServeFile, load_serve_config, read_serve_file
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ def start_serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = DEFAULT_P
     from .app import make_app
 
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        init_ray(address, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(make_app(with_absolute_paths(cfg)), name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"

@@ -59,8 +59,11 @@ def main(cfg: TrainConfig) -> TrainResult:
     """Log the resolved config, train, return the result (the job and ``movinet train``)."""
     import yaml
 
+    from ..ray_init import init_ray
+
     resolved = cfg.resolved()
     log.info("training config:\n%s", yaml.safe_dump(to_dict(resolved), sort_keys=False))
+    init_ray()  # $RAY_ADDRESS (set under `ray job submit`), else a local Ray
     return train(resolved)
 
 
