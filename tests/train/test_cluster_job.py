@@ -167,7 +167,8 @@ def _wait_for_nodes(env, count: int, node, log: Path, timeout: float = 180) -> N
         out = subprocess.run([RAY, "list", "nodes", "--address",
                               f"http://{HEAD}:{DASHBOARD_PORT}", "--format", "json"],
                              env=env, capture_output=True, text=True, timeout=60)
-        if out.returncode == 0:
+        # before any node registers, the command prints "No resource in the cluster" (rc 0)
+        if out.returncode == 0 and out.stdout.lstrip().startswith("["):
             if sum(n["state"] == "ALIVE" for n in json.loads(out.stdout)) >= count:
                 return
         time.sleep(1)
