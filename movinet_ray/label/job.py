@@ -69,6 +69,8 @@ def _registry_version(uri: str, tracking_uri: str | None) -> str | None:
 
 
 def _fingerprint(model) -> str:
+    if hasattr(model, "fingerprint"):  # an ONNX graph: its file
+        return f"sha256:{model.fingerprint()[:12]}"
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -89,7 +91,7 @@ def run_label(cfg: LabelConfig) -> dict:
     cfg.check_runnable()
     start = time.perf_counter()
     model, info, model_uri, version = load_label_model(cfg)
-    if not model.stateful:
+    if not info.stateful:
         raise ValueError(f"{model_uri} is a base (non-causal) model: it cannot label chunk by "
                          "chunk with a carried state; use a stream checkpoint "
                          "(`movinet convert --mode stream`)")
@@ -112,7 +114,7 @@ def run_label(cfg: LabelConfig) -> dict:
              info.resolution, cfg.chunk_frames)
     counts = {"ok": 0, "error": 0, "frames": 0, "timeline_rows": 0}
     if len(todo):
-        if cfg.fuse_bn:
+        if cfg.fuse_bn and hasattr(model, "fuse_bn_"):  # variants other than fp32 come fused
             model.fuse_bn_()
         topk = TopK(tuple(info.class_names), cfg.top_k, cfg.min_score)
         ds = _label_dataset(cfg, todo, model, decode, topk)

@@ -84,6 +84,8 @@ class TorchStreamModel(nn.Module):
     def num_classes(self) -> int:
         return self.model.num_classes
 
+    stateful = True  # stream models only (checked above)
+
     def state_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         return self.model.state_shapes(height, width)
 
@@ -121,36 +123,77 @@ class OnnxStreamModel:
             steal the cores from everyone, ORT included - measured here under load, A0 at
             172² ran ~3x faster without it, and an eager PyTorch model sharing the process
             slowed to a crawl with it.
+
+    Pickles as the graph's bytes plus settings (a new session is built on unpickling), so it
+    travels through Ray's object store to actors on nodes that do not have the file.
     """
 
     def __init__(self, path: str | Path, info: ModelInfo | None = None,
                  threads: int | None = None, providers: list[str] | None = None,
                  spinning: bool = False):
+        self.path = Path(path)
+        self._build(self.path.read_bytes(), info if info is not None else
+                    read_onnx_info(self.path), threads, providers, spinning)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "graph": self._graph, "info": self.info,
+                "settings": self._settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._build(state["graph"], state["info"], *state["settings"])
+
+    def _build(self, graph: bytes, info: ModelInfo, threads: int | None,
+               providers: list[str] | None, spinning: bool) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path)
+        self._graph, self._settings = graph, (threads, providers, spinning)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if spinning else "0")
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), options,
+        self.session = ort.InferenceSession(graph, options,
                                             providers=providers or ["CPUExecutionProvider"])
         inputs = self.session.get_inputs()
         if inputs[0].name != FRAMES:
-            raise ValueError(f"{path}: first input is {inputs[0].name!r}, expected {FRAMES!r}")
+            raise ValueError(f"{self.path}: first input is {inputs[0].name!r}, expected {FRAMES!r}")
         self.state_names = [i.name for i in inputs[1:]]
         self._frame_shape = inputs[0].shape  # [batch, 3, t, H, W]
         self._state_specs = {i.name: (tuple(i.shape[1:]), _ONNX_DTYPES[i.type])
                              for i in inputs[1:]}
         self._outputs = [LOGITS, *(f"{n}_out" for n in self.state_names)]
-        self.info = info if info is not None else read_onnx_info(self.path)
+        self.info = info
         self._num_classes = int(self.session.get_outputs()[0].shape[-1])
 
     @property
     def num_classes(self) -> int:
         return self._num_classes
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.state_names)  # an exported stream step carries its state
+
+    # The few nn.Module methods the jobs call on any loaded model, so every variant goes
+    # through the same labelling / serving code.
+    def eval(self) -> OnnxStreamModel:
+        return self  # an inference graph: always in eval mode
+
+    def to(self, device: str | torch.device) -> OnnxStreamModel:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"{self.path.name}: ONNX Runtime variants run on the CPU here; "
+                             f"use the fp32 or fp16 variant on {device}")
+        return self
+
+    def parameters(self):
+        return iter(())  # no torch parameters: inputs and state live on the CPU
+
+    def fingerprint(self) -> str:
+        """sha256 of the graph (weights and quantization parameters)."""
+        import hashlib
+
+        return hashlib.sha256(self._graph).hexdigest()
 
     @property
     def frame_size(self) -> tuple[int, int]:

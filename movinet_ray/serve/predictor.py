@@ -92,8 +92,8 @@ class Predictor:
                              "(causal) model; this is a base model")
         self.model, self.info, self.card, self.cfg = model, info, card, cfg
         self.size = info.resolution
-        self.device = next(model.parameters()).device
-        self.engine = StreamEngine(model, cfg.max_sessions, self.size, self.size, self.device)
+        self.engine = StreamEngine(model, cfg.max_sessions, self.size, self.size)
+        self.device = self.engine.device  # the model's (CPU for ONNX Runtime variants)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="movinet-infer")
         self._calls: collections.Counter[int] = collections.Counter()  # streams/call -> calls
         self._counts = collections.Counter()
