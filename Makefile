@@ -35,8 +35,10 @@ test: venv browser
 demo: venv
 	$(BIN)/movinet demo
 
+# Each script prints its table and writes benchmarks/results/<name>.json (the README's numbers).
+BENCHMARKS := model_speed decode_speed label_speed serve_load quantize train_speed train_quality
 bench: venv
-	$(BIN)/python benchmarks/model_speed.py
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,92 @@
+"""Video vs. frame: A0-stream and the frame baseline trained by the job on synthetic motion.
+
+Both models are trained from scratch by the real job (Ray Train, 2 workers, MLflow) with the
+same recipe (`movinet_ray.train.demo.motion_config`: 8 frames at 2.5 fps, 64 px, batch 16);
+the best validation top-1 is read back from MLflow.
+
+    python benchmarks/train_quality.py                       # all 9 motion classes, varied videos
+    python benchmarks/train_quality.py --preset directions   # the demo's four-direction slice
+
+Prints a markdown table and writes benchmarks/results/train_quality[_<preset>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, markdown_table, write_results  # noqa: E402
+
+PRESETS = {
+    # the whole synthetic dataset: every class, sizes 160x120-640x360, 10-30 fps, 2-8 s
+    "full": dict(classes=None, videos_per_class=200, size=None, fps=None, seconds=None,
+                 distractors=None, noise=None, steps=3000),
+    # the demo's four-direction slice
+    "directions": dict(classes=("move_left", "move_right", "move_up", "move_down"),
+                       videos_per_class=200, size="64x64", fps=10, seconds=4, distractors=0,
+                       noise=2, steps=1000),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    p.add_argument("--steps", type=int, default=None, help="A0 steps (default: the preset's)")
+    p.add_argument("--frame-steps", type=int, default=None,
+                   help="frame-baseline steps (default: the same as A0)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    preset = dict(PRESETS[args.preset])
+    default_steps = preset.pop("steps")
+    steps = args.steps or default_steps
+
+    from movinet_ray.data import generate_synthetic_dataset
+    from movinet_ray.ray_init import init_ray
+    from movinet_ray.tracking import setup_mlflow
+    from movinet_ray.train.demo import motion_config
+    from movinet_ray.train.job import train
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        start = time.perf_counter()
+        manifest = generate_synthetic_dataset(workdir / "data", seed=args.seed,
+                                              val_fraction=0.25, **preset)
+        data_s = time.perf_counter() - start
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        init_ray("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        client = setup_mlflow(uri).MlflowClient()
+        for model, n in (("a0-stream", steps), ("frame2d", args.frame_steps or steps)):
+            cfg = motion_config(manifest, workdir, model, uri, seed=args.seed, steps=n)
+            cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking,
+                                                                        register=False))
+            start = time.perf_counter()
+            result = train(cfg)
+            wall = time.perf_counter() - start
+            metrics = client.get_run(result.run_id).data.metrics
+            rows.append({"model": model, "val_top1": metrics["best/val_top1"],
+                         "val_top5": metrics["best/val_top5"], "best_step": result.best_step,
+                         "steps": result.steps, "val_videos": int(metrics["val/videos"]),
+                         "wall_s": wall})
+            print(f"{model}: top-1 {rows[-1]['val_top1']:.3f} after {n} steps, {wall:.0f} s",
+                  flush=True)
+    m = machine()
+    classes = preset["classes"] or "all 9 motion classes"
+    print(f"\n{args.preset}: {classes}, {preset['videos_per_class']} videos/class (25% val), "
+          f"data written in {data_s:.0f} s; {m['cpu']} ({m['cores']} cores), torch {m['torch']}")
+    print(markdown_table(rows, ["model", "val_top1", "val_top5", "best_step", "steps",
+                                "val_videos", "wall_s"]))
+    name = "train_quality" if args.preset == "full" else f"train_quality_{args.preset}"
+    path = write_results(name, {"preset": args.preset, "settings": preset,
+                                "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
