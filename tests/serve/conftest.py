@@ -1,4 +1,4 @@
-"""One Serve instance for the serving tests (session-wide), with two apps:
+"""One Serve instance for the serving tests (shut down after them), with two apps:
 
 * ``/``: the test model with normal limits (uploads up to 1 MB, 4-frame classify chunks);
 * ``/limits``: the same model with 2 session slots and a 1.5 s idle timeout.
@@ -25,9 +25,10 @@ def ref_model(checkpoint):
     return reference_model(checkpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def serve_url(ray_local, checkpoint):
-    """Base URL of the main app; Serve is shut down at the end of the session."""
+    """Base URL of the main app. Serve is shut down after the serving tests: its replicas
+    hold 1.5 of the shared local Ray's 2 CPUs, which later tests (training) need."""
     from ray import serve
 
     from movinet_ray.serve.app import make_app
@@ -43,6 +44,6 @@ def serve_url(ray_local, checkpoint):
     serve.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ws_url(serve_url):
     return serve_url.replace("http://", "ws://")
