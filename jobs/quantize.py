@@ -266,7 +266,7 @@ def log_run(cfg: QuantizeConfig, info, rows: list[dict], paths: dict, out: Path)
     with mlflow.start_run(run_name=f"quantize-{info.config.get('variant', 'model')}",
                           tags={**tags, "job": "quantize", "source_model": cfg.model}) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
-                           for k, v in _flat(to_dict(cfg)).items()})
+                           for k, v in tracking.flatten(to_dict(cfg)).items()})
         for row in rows:
             variant = row["variant"]
             _, vinfo = load_variant(paths[variant])
@@ -287,14 +287,6 @@ def log_run(cfg: QuantizeConfig, info, rows: list[dict], paths: dict, out: Path)
             "versions": versions}
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def parse_args(argv: list[str] | None = None) -> QuantizeConfig:

@@ -128,10 +128,7 @@ class Frame2D(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the last layer for ``num_classes`` (fine-tuning)."""
-        fc = nn.Linear(self.classifier.fc.in_features, num_classes)
-        nn.init.normal_(fc.weight, std=0.01)
-        nn.init.zeros_(fc.bias)
-        self.classifier.fc = fc.to(self.classifier.hidden.weight.device)
+        self.classifier.reset(num_classes)
         self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
 
 

@@ -492,9 +492,17 @@ class ClassifierHead(nn.Module):
         self.hidden = nn.Linear(cin, hidden)
         self.act = make_activation(act)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden, num_classes)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = self._new_fc(num_classes)
+
+    def _new_fc(self, num_classes: int) -> nn.Linear:
+        fc = nn.Linear(self.hidden.out_features, num_classes).to(self.hidden.weight.device)
+        nn.init.normal_(fc.weight, std=0.01)
+        nn.init.zeros_(fc.bias)
+        return fc
+
+    def reset(self, num_classes: int) -> None:
+        """A fresh last layer for ``num_classes`` (fine-tuning); the hidden layer stays."""
+        self.fc = self._new_fc(num_classes)
 
     def forward(self, pooled: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.dropout(self.act(self.hidden(pooled)))

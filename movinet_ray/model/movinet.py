@@ -193,10 +193,7 @@ class MoViNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the last layer for ``num_classes`` (fine-tuning); the 2048-d layer stays."""
-        fc = nn.Linear(self.classifier.fc.in_features, num_classes)
-        nn.init.normal_(fc.weight, std=0.01)
-        nn.init.zeros_(fc.bias)
-        self.classifier.fc = fc.to(self.classifier.hidden.weight.device)
+        self.classifier.reset(num_classes)
         self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
 
     @torch.no_grad()
