@@ -132,8 +132,7 @@ class OnnxStreamModel:
                  threads: int | None = None, providers: list[str] | None = None,
                  spinning: bool = False):
         self.path = Path(path)
-        self._build(self.path.read_bytes(), info if info is not None else
-                    read_onnx_info(self.path), threads, providers, spinning)
+        self._build(self.path.read_bytes(), info, threads, providers, spinning)
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "graph": self._graph, "info": self.info,
@@ -143,7 +142,7 @@ class OnnxStreamModel:
         self.path = state["path"]
         self._build(state["graph"], state["info"], *state["settings"])
 
-    def _build(self, graph: bytes, info: ModelInfo, threads: int | None,
+    def _build(self, graph: bytes, info: ModelInfo | None, threads: int | None,
                providers: list[str] | None, spinning: bool) -> None:
         import onnxruntime as ort
 
@@ -164,7 +163,7 @@ class OnnxStreamModel:
         self._state_specs = {i.name: (tuple(i.shape[1:]), _ONNX_DTYPES[i.type])
                              for i in inputs[1:]}
         self._outputs = [LOGITS, *(f"{n}_out" for n in self.state_names)]
-        self.info = info
+        self.info = info if info is not None else _info_from_metadata(self.session, self.path)
         self._num_classes = int(self.session.get_outputs()[0].shape[-1])
 
     @property
@@ -257,8 +256,12 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
     """The :class:`ModelInfo` stored by :func:`write_onnx_info` (ValueError if absent)."""
     import onnxruntime as ort
 
-    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]
-                                ).get_modelmeta().custom_metadata_map
+    return _info_from_metadata(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
+                               path)
+
+
+def _info_from_metadata(session, path: str | Path) -> ModelInfo:
+    meta = session.get_modelmeta().custom_metadata_map
     if ONNX_INFO_KEY not in meta:
         raise ValueError(f"{path}: no movinet-ray metadata ({ONNX_INFO_KEY}); export it with "
                          "`movinet export` or write_onnx_info()")
