@@ -200,6 +200,10 @@ class MoViNetServer:
         self._step_batch.set_max_batch_size(cfg.max_sessions)
         self._step_batch.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
 
+    def __del__(self) -> None:
+        # Serve calls this when it stops a replica; the finalizer would not run at exit
+        self._uploads.cleanup()
+
     # ------------------------------------------------------------------ HTTP
 
     @api.get("/", response_class=HTMLResponse)
