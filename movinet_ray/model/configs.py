@@ -184,6 +184,10 @@ class MoViNetConfig:
     use_positional_encoding: bool = False
     dropout: float = 0.2
     stochastic_depth: float = 0.0
+    # Initial ReZero scale of every block's residual branch. 0 (official) starts each block as
+    # its shortcut, and the shortcuts see one frame at a time: a network trained from scratch
+    # starts blind to motion until the scales grow. Loaded weights overwrite it.
+    rezero_init: float = 0.0
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01  # PyTorch convention: Keras momentum 0.99
 

@@ -437,7 +437,7 @@ class MovinetBlock(nn.Module):
                                         cfg.use_positional_encoding and cfg.causal,
                                         cfg.activation, cfg.gating_activation)
         self.projection = ConvBN(expand, cout, 1, act=None, bn_eps=eps, bn_momentum=mom)
-        self.rezero = nn.Parameter(torch.zeros(()))
+        self.rezero = nn.Parameter(torch.full((), float(cfg.rezero_init)))
         self.skip = SkipBranch(cin, cout, stride, eps, mom) if (cin != cout or stride > 1) else None
 
     def forward(self, clip: Clip, state: StreamState) -> Clip:
@@ -512,7 +512,8 @@ class ClassifierHead(nn.Module):
 def init_weights(module: nn.Module) -> None:
     """He-normal convs and dense layers, unit BN (the official from-scratch init).
 
-    ReZero and positional-encoding scalars start at 0 where they are created.
+    ReZero scales (``rezero_init``) and positional-encoding scalars (0) are set where they
+    are created.
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

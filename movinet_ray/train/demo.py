@@ -49,9 +49,10 @@ def motion_config(manifest: Path, workdir: Path, model: str, tracking_uri: str,
     every = max(1, steps // 4)
     overrides = [
         f"model.name={model}", "model.bn_momentum=0.1", "model.dropout=0.0",
+        *([] if model.startswith("frame2d") else ["model.rezero_init=1.0"]),
         f"data.manifest={manifest}", "data.resolution=64", "data.frames=8", "data.fps=2.5",
         "data.augment=false", "data.decode_cpus=0.5",
-        "optim.lr=3e-3", "optim.warmup_steps=15",
+        "optim.lr=3e-3", "optim.warmup_steps=15", "optim.schedule=constant",
         f"train.steps={steps}", "train.batch_size=16", f"train.eval_every={every}",
         f"train.checkpoint_every={every}", f"train.seed={seed}",
         "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",

@@ -69,15 +69,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
     """Factor on the base LR for optimizer step ``step`` (0-based): linear warm-up from
-    ``1/warmup`` to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    ``1/warmup`` to 1 over ``warmup`` steps, then cosine decay to 0 at ``total`` (or 1
+    throughout, for ``schedule="constant"``)."""
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
     span = max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    warmup, total = cfg.optim.warmup_steps, cfg.train.steps
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+    warmup, total, schedule = cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.schedule
+    return torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                             lambda s: lr_factor(s, warmup, total, schedule))

@@ -33,7 +33,10 @@ def _fresh(section: ModelSection, num_classes: int) -> nn.Module:
     if section.architecture == "frame2d":
         overrides = {k: v for k, v in _overrides(section).items() if k != "stochastic_depth"}
         return create_frame2d(section.variant, num_classes, **overrides)
-    return create_model(section.variant, section.mode, num_classes, **_overrides(section))
+    overrides = _overrides(section)
+    if section.rezero_init is not None:  # only a fresh network's init; loaded weights win
+        overrides["rezero_init"] = section.rezero_init
+    return create_model(section.variant, section.mode, num_classes, **overrides)
 
 
 def initial_model(section: ModelSection, class_names: tuple[str, ...], seed: int = 0,

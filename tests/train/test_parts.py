@@ -19,12 +19,14 @@ def _cfg(*overrides: str) -> TrainConfig:
     return load_config(TrainConfig, None, ["data.manifest=m.parquet", *overrides])
 
 
-def test_warmup_then_cosine_to_zero():
+def test_warmup_then_cosine_to_zero_or_constant():
     assert [lr_factor(s, 4, 20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 4, 20) == 1.0
     assert lr_factor(12, 4, 20) == pytest.approx(0.5)
     assert lr_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(0, 0, 10) == 1.0 and lr_factor(5, 0, 10) == pytest.approx(0.5)
+    assert [lr_factor(s, 4, 20, "constant") for s in (0, 3, 4, 12, 19)] == [0.25, 1.0, 1.0, 1.0,
+                                                                          1.0]
 
 
 def test_param_groups_freeze_backbone_lr_factor_and_no_decay_on_scalars():
@@ -71,6 +73,24 @@ def test_metrics_are_exact_sums_over_workers():
     assert s["top5"] == 1.0
     expected = torch.nn.functional.cross_entropy(logits, labels).item()
     assert s["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_rezero_init_sets_every_residual_scale_of_a_fresh_movinet_only(tmp_path):
+    def scales(model):
+        return {n: p.item() for n, p in model.named_parameters() if n.endswith("rezero")}
+
+    fresh, _ = initial_model(_cfg("model.rezero_init=1.0").model, ("a", "b"))
+    official, _ = initial_model(_cfg().model, ("a", "b"))
+    assert len(scales(fresh)) == 15 and set(scales(fresh).values()) == {1.0}  # A0: 15 blocks
+    assert set(scales(official).values()) == {0.0}
+    # from saved weights the saved scales win
+    path = save_model(tmp_path / "m.pt", official,
+                      model_info(official, ["a", "b"], resolution=64, fps=5, frames=8))
+    loaded, _ = initial_model(_cfg(f"model.init={path}", "model.rezero_init=1.0").model,
+                              ("a", "b"))
+    assert set(scales(loaded).values()) == {0.0}
+    frame, _ = initial_model(_cfg("model.name=frame2d", "model.rezero_init=1.0").model, ("a",))
+    assert not scales(frame)
 
 
 def test_init_from_an_earlier_model_keeps_the_backbone_and_replaces_a_foreign_head(tmp_path):
