@@ -1,7 +1,7 @@
 """Video vs. frame: A0-stream and the frame baseline trained by the job on synthetic motion.
 
 Both models are trained from scratch by the real job (Ray Train, 2 workers, MLflow) with the
-same recipe (`movinet_ray.train.demo.motion_config`: 8 frames at 2.5 fps, 64 px, batch 16);
+same recipe (`movinet_ray.train.demo.motion_config`: 8 frames at 2.5 fps, 64 px, batch 32);
 the best validation top-1 is read back from MLflow.
 
     python benchmarks/train_quality.py                       # all 9 motion classes, varied videos
@@ -30,7 +30,7 @@ PRESETS = {
     # the demo's four-direction slice
     "directions": dict(classes=("move_left", "move_right", "move_up", "move_down"),
                        videos_per_class=200, size="64x64", fps=10, seconds=4, distractors=0,
-                       noise=2, steps=1000),
+                       noise=2, steps=400),
 }
 
 
