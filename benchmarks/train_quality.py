@@ -5,6 +5,7 @@ same recipe (`movinet_ray.train.demo.motion_config`: 8 frames at 2.5 fps, 64 px,
 the best validation top-1 is read back from MLflow.
 
     python benchmarks/train_quality.py                       # all 9 motion classes, varied videos
+    python benchmarks/train_quality.py --preset classes      # all 9 classes, the demo's format
     python benchmarks/train_quality.py --preset directions   # the demo's four-direction slice
 
 Prints a markdown table and writes benchmarks/results/train_quality[_<preset>].json.
@@ -27,6 +28,9 @@ PRESETS = {
     # the whole synthetic dataset: every class, sizes 160x120-640x360, 10-30 fps, 2-8 s
     "full": dict(classes=None, videos_per_class=200, size=None, fps=None, seconds=None,
                  distractors=None, noise=None, steps=3000),
+    # every class in the demo's small format (64x64, 10 fps, 4 s, no distractors)
+    "classes": dict(classes=None, videos_per_class=200, size="64x64", fps=10, seconds=4,
+                    distractors=0, noise=2, steps=1000),
     # the demo's four-direction slice
     "directions": dict(classes=("move_left", "move_right", "move_up", "move_down"),
                        videos_per_class=200, size="64x64", fps=10, seconds=4, distractors=0,
