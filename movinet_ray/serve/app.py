@@ -192,11 +192,12 @@ class MoViNetServer:
     """One replica: the model, its session slots, and the routes."""
 
     def __init__(self, cfg: ServeConfig):
+        # first, so that __del__ finds it even when loading the model fails
+        self._uploads = tempfile.TemporaryDirectory(prefix="movinet-uploads-")
         _log_through_serve()
         self.cfg = cfg
         self.predictor = Predictor.load(cfg)
         self._ids = itertools.count(1)
-        self._uploads = tempfile.TemporaryDirectory(prefix="movinet-uploads-")
         self._step_batch.set_max_batch_size(cfg.max_sessions)
         self._step_batch.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
 
