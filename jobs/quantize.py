@@ -287,8 +287,6 @@ def log_run(cfg: QuantizeConfig, info, rows: list[dict], paths: dict, out: Path)
             "versions": versions}
 
 
-
-
 def parse_args(argv: list[str] | None = None) -> QuantizeConfig:
     from movinet_ray.config import load_config
 
