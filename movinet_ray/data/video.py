@@ -120,11 +120,7 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int | None,
     x = x.permute(0, 3, 1, 2)  # [T, 3, H, W], channels-last in memory: torch's fast uint8 path
     target = short_side if short_side is not None else size
     if target is not None:
-        h, w = x.shape[-2:]
-        out_hw = _short_side_hw(h, w, target)
-        if out_hw != (h, w):
-            x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=out_hw,
-                              mode="bilinear", antialias=True, align_corners=False)
+        x = _resize(x, _short_side_hw(*x.shape[-2:], target))
     if crop and size is not None:
         h, w = x.shape[-2:]
         if size > h or size > w:
@@ -133,6 +129,23 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int | None,
         top, left = (h - size) // 2, (w - size) // 2
         x = x[:, :, top:top + size, left:left + size]
     return x.permute(1, 0, 2, 3).contiguous()
+
+
+def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 ``[3, T, H, W]`` -> ``[3, T, height, width]`` with the decoders' filter
+    (bilinear, antialiased); the aspect ratio is not kept."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[0] != 3:
+        raise ValueError(f"expected uint8 [3, T, H, W] frames, got {frames.dtype} "
+                         f"{tuple(frames.shape)}")
+    return _resize(frames.permute(1, 0, 2, 3), (height, width)).permute(1, 0, 2, 3).contiguous()
+
+
+def _resize(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """[T, 3, H, W] uint8 -> [T, 3, h, w] (no copy when the size already matches)."""
+    if tuple(x.shape[-2:]) == tuple(out_hw):
+        return x
+    return F.interpolate(x.contiguous(memory_format=torch.channels_last), size=out_hw,
+                         mode="bilinear", antialias=True, align_corners=False)
 
 
 def _short_side_hw(h: int, w: int, short_side: int) -> tuple[int, int]:
@@ -343,6 +356,36 @@ class _PyAVSource:
         self._container, self._frames = None, None
 
 
+class _FallbackSource:
+    """decord, switching to PyAV for good when decord fails on frames PyAV can decode
+    (decord 0.6 fails on some narrow videos, e.g. 16, 24 or 48 px wide, in any codec)."""
+
+    def __init__(self, primary: _DecordSource, make_fallback):
+        self._source = primary
+        self._make_fallback = make_fallback
+        self.display, self.num_frames, self.fps = primary.display, primary.num_frames, primary.fps
+
+    @property
+    def backend(self) -> str:
+        return self._source.backend
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        try:
+            return self._source.get(indices)
+        except VideoDecodeError as e:
+            if self._make_fallback is None:
+                raise
+            fallback, self._make_fallback = self._make_fallback(), None
+            frames = fallback.get(indices)  # raises its own VideoDecodeError if it fails too
+            log.debug("decord failed on %s (%s); decoding with PyAV", self.display, e.reason)
+            self._source.close()
+            self._source = fallback
+            return frames
+
+    def close(self) -> None:
+        self._source.close()
+
+
 def _short(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return (text[-1] if text else type(e).__name__)[:300]
@@ -355,7 +398,7 @@ def open_video(path: str | os.PathLike, backend: str = "auto",
 
     Yields an object with ``num_frames``, ``fps``, ``backend`` and ``get(indices) -> uint8
     [n, H, W, 3]`` (indices sorted; repeated indices allowed). ``backend="auto"`` uses decord
-    and falls back to PyAV when decord cannot open the file.
+    and falls back to PyAV when decord cannot open the file or fails to decode it.
 
     Raises:
         VideoDecodeError: the file is missing or not a decodable video.
@@ -375,6 +418,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto",
                 log.debug("decord cannot open %s (%s); decoding with PyAV", info.path, _short(e))
         if source is None:
             source = _PyAVSource(local, info, threads)
+        elif backend == "auto":
+            source = _FallbackSource(source, lambda: _PyAVSource(local, info, threads))
         try:
             yield source
         finally:

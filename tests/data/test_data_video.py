@@ -149,6 +149,22 @@ def test_av1_falls_back_to_pyav(index_video, name):
         read_video(path, backend="decord")
 
 
+@pytest.mark.parametrize("w", [16, 48])
+def test_narrow_video_falls_back_to_pyav_when_decord_fails_to_decode(index_video, w):
+    """decord 0.6 opens some narrow videos and then fails on every frame; auto decodes them
+    with PyAV, the same frames as PyAV alone."""
+    path = index_video(n=20, fps=10, w=w, h=32)
+    with pytest.raises(VideoDecodeError, match="decoding frames"):
+        read_video(path, backend="decord")
+    frames = read_video(path, fps=5)
+    assert frames.shape == (3, 10, 32, w)
+    assert read_index(frames).tolist() == list(range(0, 20, 2))
+    assert torch.equal(frames, read_video(path, fps=5, backend="pyav"))
+    with video.open_video(path) as src:
+        src.get(np.array([3]))
+        assert src.backend == "pyav"
+
+
 @pytest.mark.slow  # measures memory in subprocesses
 def test_long_video_streams_in_bounded_memory(tmp_path, monkeypatch):
     """2 minutes at 30 fps (3600 frames of 320x240): the decoder is asked for at most
