@@ -120,3 +120,14 @@ def test_cli_synth_writes_trajectories(tmp_path, capsys):
     assert [x["video_id"] for x in lines] == ["grow_0000", "grow_0001", "shrink_0000",
                                               "shrink_0001"]
     assert len(lines[0]["radius"]) == 10
+
+
+def test_workers_write_the_same_files(tmp_path):
+    kwargs = dict(classes=["grow", "move_up"], videos_per_class=2, seed=5, size="64x48",
+                  fps=10, seconds=1)
+    one = generate_synthetic_dataset(tmp_path / "one", **kwargs).parent
+    two = generate_synthetic_dataset(tmp_path / "two", workers=2, **kwargs).parent
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".mp4"]) == 4
+    for rel in files:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
