@@ -10,6 +10,7 @@ from .manifest import (
     read_manifest,
     write_manifest,
 )
+from .prepare import PrepareResult, prepare_dataset
 from .sampling import ClipSampling, DiscardReport, clip_positions
 from .synthetic import MOTION_CLASSES, generate_synthetic_dataset
 from .transforms import AugmentConfig, augment_clip
@@ -21,15 +22,16 @@ from .video import (
     open_video,
     preprocess_frames,
     probe_video,
+    resize_frames,
     read_video,
     to_float,
 )
 
 __all__ = [
     "MOTION_CLASSES", "AugmentConfig", "ClassList", "ClipMaker", "ClipSampling",
-    "DiscardReport", "Manifest", "VideoChunk", "VideoDecodeError", "VideoInfo",
+    "DiscardReport", "Manifest", "PrepareResult", "VideoChunk", "VideoDecodeError", "VideoInfo",
     "augment_clip", "build_clip_dataset", "clip_positions", "generate_synthetic_dataset",
-    "import_folder", "import_kinetics_csv", "iter_video_chunks", "open_video",
-    "preprocess_frames", "probe_video", "read_manifest", "read_video", "screen_manifest",
+    "import_folder", "import_kinetics_csv", "iter_video_chunks", "open_video", "prepare_dataset",
+    "preprocess_frames", "probe_video", "read_manifest", "read_video", "resize_frames", "screen_manifest",
     "stream_length", "to_float", "write_manifest",
 ]

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, default=None,
                    help="duration (default: varied 2-8 s)")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes rendering videos (same files for any count)")
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("import-folder",
@@ -40,6 +42,21 @@ def register(sub) -> None:
                    help="a classes.json to fix the class order (default: sorted labels)")
     p.set_defaults(func=_import_kinetics)
 
+    p = dsub.add_parser("prepare", help="decode every video once at the training frame rate "
+                        "and size into a lossless copy with its own manifest (Ray Data)")
+    p.add_argument("manifest")
+    p.add_argument("--out", required=True, help="folder for videos/, manifest.parquet and "
+                   "prepare_errors.parquet (a re-run skips the videos already there)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the copy: the training data.fps (default: native)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", default=None,
+                      help="WxH of every frame, aspect not kept (whole picture in view)")
+    size.add_argument("--short-side", type=int, default=None,
+                      help="resize the shorter side to this, aspect kept")
+    p.add_argument("--address", default=None, help="Ray address (default: a local Ray)")
+    p.set_defaults(func=_prepare)
+
     p = dsub.add_parser("probe", help="print a video's metadata as JSON")
     p.add_argument("video")
     p.set_defaults(func=_probe)
@@ -51,8 +68,22 @@ def _synth(args) -> int:
     path = generate_synthetic_dataset(
         args.out, classes=args.classes, videos_per_class=args.videos_per_class,
         seed=args.seed, size=args.size, fps=args.fps, seconds=args.seconds,
-        val_fraction=args.val_fraction)
+        val_fraction=args.val_fraction, workers=args.workers)
     print(path)
+    return 0
+
+
+def _prepare(args) -> int:
+    from ..ray_init import init_ray
+    from .manifest import read_manifest
+    from .prepare import prepare_dataset
+
+    init_ray(args.address)
+    result = prepare_dataset(read_manifest(args.manifest), args.out, args.fps, args.size,
+                             args.short_side)
+    print(result.summary())
+    for e in result.errors:
+        print(f"  failed: {e['video_id']} ({e['path']}): {e['error']}")
     return 0
 
 
