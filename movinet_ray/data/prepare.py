@@ -26,12 +26,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
 from .manifest import Manifest, write_manifest
+from .sampling import stable_hash
 from .synthetic import write_video
 from .video import VideoDecodeError, iter_video_chunks, probe_video, resize_frames
 
@@ -44,8 +44,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def copy_name(video_id: str) -> str:
     """The copy's file name: ``video_id`` made filesystem-safe, plus a short hash of it so
     two ids that sanitise alike still get two files."""
-    from .sampling import stable_hash
-
     return f"{_UNSAFE.sub('_', video_id)[:80]}-{stable_hash(video_id) % 16**6:06x}.mkv"
 
 
@@ -194,7 +192,7 @@ def prepare_dataset(manifest: Manifest, out_dir: str | os.PathLike, fps: float |
         raise ValueError(f"no video could be prepared ({len(errors)} failed; see {errors_path})")
     manifest_path = write_manifest(Manifest.from_rows(kept, manifest.classes),
                                    out / "manifest.parquet")
-    resumed = int(np.sum([done[r["video_id"]]["resumed"] for r in kept]))
+    resumed = sum(done[r["video_id"]]["resumed"] for r in kept)
     result = PrepareResult(manifest_path, len(kept) - resumed, resumed, errors)
     log.info(result.summary())
     return result
