@@ -1,4 +1,5 @@
-"""Decode + resize speed (decord vs PyAV) and Ray Data clip throughput (1 and 2 CPUs).
+"""Decode + resize speed (decord vs PyAV), Ray Data clip throughput (1 and 2 CPUs), and the
+cost of a training clip from the original videos vs from prepared copies.
 
     python benchmarks/decode_speed.py [--quick]
 
@@ -22,6 +23,7 @@ import psutil
 
 from movinet_ray.data import (
     AugmentConfig,
+    ClipMaker,
     ClipSampling,
     build_clip_dataset,
     generate_synthetic_dataset,
@@ -29,6 +31,8 @@ from movinet_ray.data import (
     read_manifest,
     read_video,
 )
+from movinet_ray.data.dataset import manifest_items
+from movinet_ray.data.prepare import VideoPreparer
 from movinet_ray.data.synthetic import render_frames, sample_spec, write_video
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode_speed.json"
@@ -87,6 +91,28 @@ def ray_throughput(manifest_path: Path, num_cpus: int, clips_frames: int) -> dic
         ray.shutdown()
 
 
+def prepared_clip_cost(manifest_path: Path, out: Path) -> dict:
+    """One process, one core: the recipe's training clip (8 frames at 2.5 fps, 64 px) from
+    each original video vs from its prepared copy (64x64 at 2.5 fps), and the one-time cost
+    of preparing it."""
+    manifest = read_manifest(manifest_path)
+    items = manifest_items(manifest, None)
+    preparer = VideoPreparer(str(out), 2.5, (64, 64))
+    t = time.perf_counter()
+    copies = [{**item, "path": str(out / preparer(item)["path"])} for item in items]
+    prepare_s = time.perf_counter() - t
+    maker = ClipMaker(ClipSampling(frames=8, fps=2.5), 64, train=True, on_error="raise")
+    per_clip = {}
+    for name, rows in (("original", items), ("prepared", copies)):
+        t = time.perf_counter()
+        for row in rows:
+            maker(row)
+        per_clip[name] = (time.perf_counter() - t) / len(rows)
+    return {"videos": len(items), "original_ms_per_clip": round(1e3 * per_clip["original"], 1),
+            "prepared_ms_per_clip": round(1e3 * per_clip["prepared"], 2),
+            "prepare_ms_per_video": round(1e3 * prepare_s / len(items), 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and videos")
@@ -108,6 +134,7 @@ def main() -> None:
         manifest = generate_synthetic_dataset(
             tmp / "synth", videos_per_class=2 if args.quick else 8, seed=0, val_fraction=0.0)
         pipeline = [ray_throughput(manifest, n, clips_frames=16) for n in (1, 2)]
+        prepared = prepared_clip_cost(manifest, tmp / "prepared")
 
     print(f"machine: {machine}")
     print(f"\ndecode + resize (short side {SIZE}, centre crop), frames/s, best of {repeats}")
@@ -124,9 +151,17 @@ def main() -> None:
     for r in pipeline:
         print(f"| {r['num_cpus']} | {r['clips']} | {r['seconds']} | {r['clips_per_s']} | "
               f"{r['warmup_seconds']} |")
+    print(f"\na training clip (8 frames at 2.5 fps, 64 px, one core) over the same "
+          f"{prepared['videos']} videos (160x120-640x360, 10-30 fps)")
+    print("| from | ms per clip |")
+    print("|---|---|")
+    print(f"| original videos | {prepared['original_ms_per_clip']} |")
+    print(f"| prepared copies (64x64, 2.5 fps) | {prepared['prepared_ms_per_clip']} |")
+    print(f"| (preparing, once per video) | {prepared['prepare_ms_per_video']} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"machine": machine, "decode": decode,
-                                   "pipeline": pipeline}, indent=1) + "\n")
+                                   "pipeline": pipeline, "prepared": prepared},
+                                  indent=1) + "\n")
     print(f"\nwrote {RESULTS}")
 
 
