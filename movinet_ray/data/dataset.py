@@ -21,6 +21,7 @@ which keeps iterating the dataset object it was given.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ class ClipMaker:
     short_side: int | None = None
     backend: str = "auto"
     on_error: str = "skip"
+    columns: tuple[str, ...] | None = None
 
     def __call__(self, row: dict) -> list[dict]:
         try:
@@ -134,6 +136,8 @@ class ClipMaker:
             out.append({"clip": clip.contiguous().numpy(),
                         "label": np.int64(-1 if label is None else label),
                         "video_id": vid, "clip_index": i})
+        if self.columns is not None:
+            out = [{k: r[k] for k in self.columns} for r in out]
         return out
 
 
@@ -152,7 +156,7 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
                        augment: AugmentConfig | None = None, *, epoch: int | None = 0,
                        short_side: int | None = None, backend: str = "auto",
                        on_error: str = "skip", videos_per_block: int = 1,
-                       num_cpus: float = 1.0):
+                       num_cpus: float = 1.0, columns: Sequence[str] | None = None):
     """A Ray Dataset of clips from the videos of ``split``.
 
     Args:
@@ -169,6 +173,10 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
         on_error: "skip" (log a warning, yield no clip) or "raise" for undecodable videos.
         videos_per_block: input rows per Ray Data block (1 balances load best).
         num_cpus: CPUs reserved per decoding task.
+        columns: keep only these output columns. Selected inside the decoding task: a
+            ``select_columns`` after it would be an operator of its own, whose tasks queue
+            behind every pending decoding task, so no clip would reach training until the
+            whole pass was decoded.
 
     Returns:
         ``ray.data.Dataset`` with rows ``{"clip", "label", "video_id", "clip_index"}``; pass
@@ -182,11 +190,24 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
     if not items:
         raise ValueError(f"no videos in split {split!r}")
     maker = ClipMaker(sampling, size, train, seed, augment if train else None, epoch,
-                      short_side, backend, on_error)
+                      short_side, backend, on_error, None if columns is None else tuple(columns))
     blocks = max(1, -(-len(items) // max(1, videos_per_block)))
-    ds = ray.data.from_items(items, override_num_blocks=blocks).flat_map(maker, num_cpus=num_cpus)
+    pool = ray.data.TaskPoolStrategy(size=_runnable_tasks(num_cpus))
+    ds = ray.data.from_items(items, override_num_blocks=blocks).flat_map(
+        maker, num_cpus=num_cpus, compute=pool)
     # Ray Data's per-operator resource reservation held this one-operator pipeline to about
     # one decoding task at a time on a 2-CPU node (14 vs 23 clips/s measured): the decoder
     # is the only operator that needs CPUs, so it may use them all. Per-dataset setting.
+    # Without reservation Ray Data submits every task of a pass at once, so the pool above
+    # caps the tasks in flight at what the cluster can run; backpressure then keeps decoding
+    # close to consumption instead of filling the object store with the whole pass.
     ds.context.op_resource_reservation_enabled = False
     return ds
+
+
+def _runnable_tasks(num_cpus: float) -> int:
+    """Decoding tasks the connected cluster's CPUs can run at once (at least 1)."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+    return max(1, int(cpus // num_cpus)) if num_cpus > 0 else max(1, int(cpus))

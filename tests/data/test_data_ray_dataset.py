@@ -84,3 +84,20 @@ def test_eval_yields_several_clips_per_video(ray_local, synth):
         assert [c["clip_index"] for c in clips] == [0, 1]
         # 2 s at 5 fps = 10 frames: clips start at 0 and 6 -> different frames
         assert not np.array_equal(clips[0]["clip"], clips[1]["clip"])
+
+
+def test_columns_are_selected_in_the_decoding_tasks(ray_local, synth):
+    """`columns` keeps only those columns, chosen inside the decoding tasks: no separate
+    projection stage, whose tasks would queue behind every pending decoding task and hold
+    back the first clips of each pass until the whole pass is decoded."""
+    sampling = ClipSampling(frames=4, frame_stride=1, fps=5, clips_per_video=2)
+    ds = build_clip_dataset(synth, "val", sampling, size=32, train=False,
+                            columns=("clip", "label"), videos_per_block=2)
+    rows = ds.take_all()
+    assert rows and all(set(r) == {"clip", "label"} for r in rows)
+    maker = ClipMaker(sampling, 32, train=False)
+    expected = [(int(c["label"]), c["clip"].tobytes())
+                for item in manifest_items(synth, "val") for c in maker(item)]
+    assert sorted((int(r["label"]), r["clip"].tobytes()) for r in rows) == sorted(expected)
+    stats = ds.stats()
+    assert "FlatMap(ClipMaker)" in stats and "Project" not in stats
