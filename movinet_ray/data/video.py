@@ -376,7 +376,11 @@ class _FallbackSource:
             if self._make_fallback is None:
                 raise
             fallback, self._make_fallback = self._make_fallback(), None
-            frames = fallback.get(indices)  # raises its own VideoDecodeError if it fails too
+            try:
+                frames = fallback.get(indices)
+            except VideoDecodeError:
+                fallback.close()
+                raise  # PyAV's reason: the file is bad for both decoders
             log.debug("decord failed on %s (%s); decoding with PyAV", self.display, e.reason)
             self._source.close()
             self._source = fallback
