@@ -17,7 +17,7 @@ from movinet_ray.tracking import setup_mlflow
 from movinet_ray.train.demo import DEMO_CLASSES, motion_config, motion_data
 from movinet_ray.train.job import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~5 min alone; a hang guard
 
 VAL_VIDEOS = 4 * 50  # motion_data: 200 videos per class, a quarter held out
 
