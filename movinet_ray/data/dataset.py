@@ -156,7 +156,8 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
                        augment: AugmentConfig | None = None, *, epoch: int | None = 0,
                        short_side: int | None = None, backend: str = "auto",
                        on_error: str = "skip", videos_per_block: int = 1,
-                       num_cpus: float = 1.0, columns: Sequence[str] | None = None):
+                       num_cpus: float = 1.0, columns: Sequence[str] | None = None,
+                       max_tasks: int | None = None):
     """A Ray Dataset of clips from the videos of ``split``.
 
     Args:
@@ -177,6 +178,8 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
             ``select_columns`` after it would be an operator of its own, whose tasks queue
             behind every pending decoding task, so no clip would reach training until the
             whole pass was decoded.
+        max_tasks: decoding tasks in flight at once (None: as many as the cluster's CPUs
+            can run). Lower it when decoding shares CPUs with CPU training workers.
 
     Returns:
         ``ray.data.Dataset`` with rows ``{"clip", "label", "video_id", "clip_index"}``; pass
@@ -192,7 +195,9 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
     maker = ClipMaker(sampling, size, train, seed, augment if train else None, epoch,
                       short_side, backend, on_error, None if columns is None else tuple(columns))
     blocks = max(1, -(-len(items) // max(1, videos_per_block)))
-    pool = ray.data.TaskPoolStrategy(size=_runnable_tasks(num_cpus))
+    if max_tasks is not None and max_tasks < 1:
+        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
+    pool = ray.data.TaskPoolStrategy(size=max_tasks or _runnable_tasks(num_cpus))
     ds = ray.data.from_items(items, override_num_blocks=blocks).flat_map(
         maker, num_cpus=num_cpus, compute=pool)
     # Ray Data's per-operator resource reservation held this one-operator pipeline to about

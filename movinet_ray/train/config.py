@@ -84,6 +84,9 @@ class DataSection:
         eval_clips_per_video: validation clips per video (their logits are averaged).
         augment: apply ``augmentation`` to training clips (off: resize + centre crop).
         decode_cpus: CPUs each Ray Data decoding task reserves.
+        decode_tasks: decoding tasks in flight at once (None: as many as the cluster's CPUs
+            can run). On a CPU-only box the decoders share cores with the training workers;
+            fewer of them at a time keeps them from stalling the DDP steps.
         videos_per_task: videos one Ray Data decoding task reads. Every task costs
             scheduling and an object-store block: with one short video per task the
             overhead, not decoding, used most of the CPU (93 vs 324 clips/s on 2 cores,
@@ -103,6 +106,7 @@ class DataSection:
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     decode_cpus: float = 1.0
+    decode_tasks: int | None = None
     videos_per_task: int = 8
 
 
@@ -220,6 +224,8 @@ class TrainConfig:
                s.num_workers, self.data.videos_per_task) < 1:
             raise ConfigError("steps, batch sizes, grad_accum, cadences, num_workers and "
                               "data.videos_per_task must be >= 1")
+        if self.data.decode_tasks is not None and self.data.decode_tasks < 1:
+            raise ConfigError("data.decode_tasks must be >= 1 (or null: what the CPUs can run)")
         if t.batch_size % (s.num_workers * t.grad_accum):
             raise ConfigError(f"train.batch_size {t.batch_size} must divide into "
                               f"{s.num_workers} workers x {t.grad_accum} accumulation steps")

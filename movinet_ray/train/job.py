@@ -104,11 +104,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             _training_order(train_m, cfg), cfg.data.train_split, cfg.sampling(True), cfg.data.resolution, train=True,
             seed=cfg.train.seed, augment=cfg.data.augmentation if cfg.data.augment else None,
             epoch=None, num_cpus=cfg.data.decode_cpus,
-            videos_per_block=cfg.data.videos_per_task, columns=("clip", "label")),
+            videos_per_block=cfg.data.videos_per_task, columns=("clip", "label"),
+            max_tasks=cfg.data.decode_tasks),
         "val": build_clip_dataset(
             val_m, cfg.data.val_split, cfg.sampling(False), cfg.data.resolution, train=False,
             num_cpus=cfg.data.decode_cpus, videos_per_block=cfg.data.videos_per_task,
-            columns=("clip", "label", "video_id")),
+            columns=("clip", "label", "video_id"), max_tasks=cfg.data.decode_tasks),
     }
     for ds in datasets.values():  # a bar per pass and worker is noise in a training log
         ds.context.enable_progress_bars = False

@@ -89,10 +89,11 @@ def test_eval_yields_several_clips_per_video(ray_local, synth):
 def test_columns_are_selected_in_the_decoding_tasks(ray_local, synth):
     """`columns` keeps only those columns, chosen inside the decoding tasks: no separate
     projection stage, whose tasks would queue behind every pending decoding task and hold
-    back the first clips of each pass until the whole pass is decoded."""
+    back the first clips of each pass until the whole pass is decoded. Capping the tasks in
+    flight (``max_tasks``) changes nothing in the clips."""
     sampling = ClipSampling(frames=4, frame_stride=1, fps=5, clips_per_video=2)
     ds = build_clip_dataset(synth, "val", sampling, size=32, train=False,
-                            columns=("clip", "label"), videos_per_block=2)
+                            columns=("clip", "label"), videos_per_block=2, max_tasks=1)
     rows = ds.take_all()
     assert rows and all(set(r) == {"clip", "label"} for r in rows)
     maker = ClipMaker(sampling, 32, train=False)
@@ -101,3 +102,9 @@ def test_columns_are_selected_in_the_decoding_tasks(ray_local, synth):
     assert sorted((int(r["label"]), r["clip"].tobytes()) for r in rows) == sorted(expected)
     stats = ds.stats()
     assert "FlatMap(ClipMaker)" in stats and "Project" not in stats
+
+
+def test_decoding_task_cap_must_be_positive(synth):
+    with pytest.raises(ValueError, match="max_tasks must be >= 1"):
+        build_clip_dataset(synth, "val", ClipSampling(frames=4), size=32, train=False,
+                           max_tasks=0)

@@ -85,6 +85,7 @@ def test_model_native_defaults():
     (["train.eval_every=30", "train.checkpoint_every=100"], "multiple of"),
     (["train.precision=bf16"], "needs GPUs"),
     (["optim.nesterov=true"], "unknown key"),
+    (["data.decode_tasks=0"], "data.decode_tasks must be >= 1"),
     ([], "data.manifest is required"),
 ])
 def test_refuses_what_cannot_work(overrides, message):
