@@ -13,7 +13,12 @@ each video decoded once into a lossless 64x64 copy at the recipe's 2.5 fps, the 
 kept (a 64 px centre crop of a 16:9 video hides the object for whole clips). Without it every
 8-frame clip decodes ~100 full-size frames and the step takes seconds on 2 cores.
 
-Prints a markdown table and writes benchmarks/results/train_quality[_<preset>].json.
+``val_top1`` is the job's own validation (the best checkpoint; centred clip, or several
+clips averaged); ``val_top1_whole_video`` labels each whole validation video with that
+checkpoint in stream mode, as ``movinet label`` does.
+
+Prints markdown tables (accuracy; per-class recall) and writes
+benchmarks/results/train_quality[_<preset>].json.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from common import machine, markdown_table, write_results  # noqa: E402
 
 PRESETS = {
     # the whole synthetic dataset: every class, sizes 160x120-640x360, 10-30 fps, 2-8 s;
-    # cosine decay (constant 3e-3 plateaued at 84 % by step 2250 here)
+    # cosine decay (constant 3e-3 plateaued at 84 % by step 2250 here), colour jitter (no
+    # crops: they can cut the object out), 3 validation clips per video (videos run to 8 s)
     "full": dict(classes=None, videos_per_class=200, size=None, fps=None, seconds=None,
-                 distractors=None, noise=None, steps=3000, prepare="64x64", schedule="cosine"),
+                 distractors=None, noise=None, steps=3000, prepare="64x64", schedule="cosine",
+                 eval_clips=3, color_jitter=True),
     # every class in the demo's small format (64x64, 10 fps, 4 s, no distractors)
     "classes": dict(classes=None, videos_per_class=200, size="64x64", fps=10, seconds=4,
                     distractors=0, noise=2, steps=1000),
@@ -42,6 +49,28 @@ PRESETS = {
                        videos_per_class=200, size="64x64", fps=10, seconds=4, distractors=0,
                        noise=2, steps=400),
 }
+
+
+def whole_video_top1(model_uri: str, manifest: Path, split: str, tracking_uri: str,
+                     workdir: Path) -> float:
+    """Top-1 of the model labelling each whole ``split`` video in stream mode, the way
+    ``movinet label`` does in production: every frame at the model's fps, the stream state
+    carried chunk to chunk, the last logits as the video's prediction."""
+    from movinet_ray.data import read_manifest, write_manifest
+    from movinet_ray.label import LabelConfig, LabelStore, run_label
+
+    videos = read_manifest(manifest).split(split)
+    subset = write_manifest(videos, workdir / f"{split}_manifest.parquet")
+    out = workdir / f"labels_{split}"
+    summary = run_label(LabelConfig(input=subset, out=str(out), model=model_uri,
+                                    tracking_uri=tracking_uri))
+    if summary["failed"]:
+        raise RuntimeError(f"{summary['failed']} {split} videos failed to label: {out}")
+    got = LabelStore(str(out)).read_videos(["video_id", "label"]).to_pylist()
+    truth = dict(zip(videos.table["video_id"].to_pylist(), videos.table["label"].to_pylist()))
+    if sorted(r["video_id"] for r in got) != sorted(truth):
+        raise RuntimeError(f"labelled {len(got)} of {len(truth)} {split} videos")
+    return sum(r["label"] == truth[r["video_id"]] for r in got) / len(got)
 
 
 def main() -> None:
@@ -54,22 +83,28 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="keep the generated (and prepared) dataset here and reuse it next time "
                         "(default: a temporary folder)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="keep the runs (checkpoints) and MLflow database here "
+                        "(default: a temporary folder)")
     args = p.parse_args()
     preset = dict(PRESETS[args.preset])
     default_steps = preset.pop("steps")
     prepare_size = preset.pop("prepare", None)
     schedule = preset.pop("schedule", None)
+    eval_clips = preset.pop("eval_clips", 1)
+    color_jitter = preset.pop("color_jitter", False)
     steps = args.steps or default_steps
 
-    from movinet_ray.data import generate_synthetic_dataset, prepare_dataset, read_manifest
+    from movinet_ray.data import (AugmentConfig, generate_synthetic_dataset, prepare_dataset,
+                                  read_manifest)
     from movinet_ray.ray_init import init_ray
     from movinet_ray.tracking import setup_mlflow
     from movinet_ray.train.demo import motion_config
     from movinet_ray.train.job import train
 
-    rows = []
+    rows, recalls = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = args.out or Path(tmp)
         data_dir = args.data or workdir / "data"
         start = time.perf_counter()
         manifest = data_dir / "manifest.parquet"
@@ -94,13 +129,24 @@ def main() -> None:
             if schedule:
                 cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim,
                                                                          schedule=schedule))
-            cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking,
-                                                                        register=False))
+            data = dataclasses.replace(
+                cfg.data, eval_clips_per_video=eval_clips, augment=color_jitter,
+                augmentation=AugmentConfig(random_resized_crop=False))
+            cfg = dataclasses.replace(cfg, data=data, tracking=dataclasses.replace(
+                cfg.tracking, register=False))
             start = time.perf_counter()
             result = train(cfg)
             wall = time.perf_counter() - start
             metrics = client.get_run(result.run_id).data.metrics
+            recall = {name: round(metrics[f"val_class/{name}/recall"], 3)
+                      for name in read_manifest(manifest).classes.names}
+            recalls[model] = recall
+            whole = None
+            if model != "frame2d":  # a per-frame network has no stream state to carry
+                whole = whole_video_top1(result.model_uri, manifest, "val", uri,
+                                         workdir / model)
             rows.append({"model": model, "val_top1": metrics["best/val_top1"],
+                         "val_top1_whole_video": whole,
                          "val_top5": metrics["best/val_top5"], "best_step": result.best_step,
                          "steps": result.steps, "val_videos": int(metrics["val/videos"]),
                          "wall_s": wall})
@@ -113,11 +159,16 @@ def main() -> None:
           + (f", prepared ({prepare_size} at {fps:g} fps) in {prepare_s:.0f} s"
              if prepare_size else "")
           + f"; {m['cpu']} ({m['cores']} cores), torch {m['torch']}")
-    print(markdown_table(rows, ["model", "val_top1", "val_top5", "best_step", "steps",
-                                "val_videos", "wall_s"]))
+    print(markdown_table(rows, ["model", "val_top1", "val_top1_whole_video", "val_top5",
+                                "best_step", "steps", "val_videos", "wall_s"]))
+    print("\nper-class validation recall (best checkpoint):")
+    print(markdown_table([{"model": m, **r} for m, r in recalls.items()],
+                         ["model", *next(iter(recalls.values()))]))
     name = "train_quality" if args.preset == "full" else f"train_quality_{args.preset}"
     path = write_results(name, {"preset": args.preset, "settings": preset,
                                 "prepared": prepare_size, "schedule": schedule or "constant",
+                                "eval_clips_per_video": eval_clips, "color_jitter": color_jitter,
+                                "per_class_recall": recalls,
                                 "data_s": data_s,
                                 "prepare_s": prepare_s, "rows": rows})
     print(f"wrote {path}")
