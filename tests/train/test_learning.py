@@ -17,7 +17,11 @@ from movinet_ray.tracking import setup_mlflow
 from movinet_ray.train.demo import DEMO_CLASSES, motion_config, motion_data
 from movinet_ray.train.job import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~5 min alone; a hang guard
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~7 min alone; a hang guard
+
+# A0 was at 93-99 % by step 300 in every run of this recipe so far (the demo and this
+# test); the bar is 80 %.
+A0_STEPS = 300
 
 VAL_VIDEOS = 4 * 50  # motion_data: 200 videos per class, a quarter held out
 
@@ -30,14 +34,14 @@ def _run(workdir, manifest, model: str, steps: int, uri: str):
 def test_a0_stream_learns_directions_that_the_frame_baseline_cannot(tmp_path, ray_local,
                                                                     mlflow_uri):
     manifest = motion_data(tmp_path, seed=0)
-    video, metrics = _run(tmp_path, manifest, "a0-stream", 400, mlflow_uri)
+    video, metrics = _run(tmp_path, manifest, "a0-stream", A0_STEPS, mlflow_uri)
     frame, frame_metrics = _run(tmp_path, manifest, "frame2d", 100, mlflow_uri)
 
     top1 = metrics["best/val_top1"]
     assert top1 == pytest.approx(video.best_val_top1)
     assert top1 >= 0.80, f"A0-stream reached only {top1:.2f} on {len(DEMO_CLASSES)} classes"
     assert metrics["val/videos"] == VAL_VIDEOS  # every validation video, none dropped
-    assert metrics["train/steps_done"] == 400
+    assert metrics["train/steps_done"] == A0_STEPS
 
     # chance is 0.25; 200 validation videos put ~0.03 of binomial noise on it, and "best" is
     # the max of four evaluations
