@@ -43,16 +43,16 @@ def motion_config(manifest: Path, workdir: Path, model: str, tracking_uri: str,
     per-worker BatchNorm statistics kept three 2-worker runs at chance for 900-1200 steps
     while one worker of 16 learned by step 400; ReZero scales starting at 1, so the network
     sees motion from the first step; a constant LR of 3e-3 without dropout. A0-stream
-    reached 94 % at step 300 and 99 % at 400 this way on 2 workers. One decoding task at a
-    time: on 2 cores more of them preempt the training workers (150 steps took 182 s with
-    1, 192 s with 2, 205 s with 4).
+    reached 94 % at step 300 and 99 % at 400 this way on 2 workers. Decoding keeps its
+    default task count: one task at a time ran steps faster but learned more slowly
+    (docs/train.md).
     """
     every = max(1, steps // 4)
     overrides = [
         f"model.name={model}", "model.bn_momentum=0.1", "model.dropout=0.0",
         *([] if model.startswith("frame2d") else ["model.rezero_init=1.0"]),
         f"data.manifest={manifest}", "data.resolution=64", "data.frames=8", "data.fps=2.5",
-        "data.augment=false", "data.decode_cpus=0.5", "data.decode_tasks=1",
+        "data.augment=false", "data.decode_cpus=0.5",
         "optim.lr=3e-3", "optim.warmup_steps=15", "optim.schedule=constant",
         f"train.steps={steps}", "train.batch_size=32", f"train.eval_every={every}",
         f"train.checkpoint_every={every}", f"train.seed={seed}",
