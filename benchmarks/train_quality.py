@@ -124,6 +124,7 @@ def main() -> None:
             prepare_s = time.perf_counter() - start
             print(f"{prepared.summary()} in {prepare_s:.0f} s", flush=True)
             manifest = Path(prepared.manifest_path)
+        class_names = read_manifest(manifest).classes.names
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
         client = setup_mlflow(uri).MlflowClient()
         for model, n in (("a0-stream", steps), ("frame2d", args.frame_steps or steps)):
@@ -140,9 +141,8 @@ def main() -> None:
             result = train(cfg)
             wall = time.perf_counter() - start
             metrics = client.get_run(result.run_id).data.metrics
-            recall = {name: round(metrics[f"val_class/{name}/recall"], 3)
-                      for name in read_manifest(manifest).classes.names}
-            recalls[model] = recall
+            recalls[model] = {name: round(metrics[f"val_class/{name}/recall"], 3)
+                              for name in class_names}
             whole = None
             if model != "frame2d":  # a per-frame network has no stream state to carry
                 whole = whole_video_top1(result.model_uri, manifest, "val", uri,

@@ -85,8 +85,9 @@ class DataSection:
         augment: apply ``augmentation`` to training clips (off: resize + centre crop).
         decode_cpus: CPUs each Ray Data decoding task reserves.
         decode_tasks: decoding tasks in flight at once (None: as many as the cluster's CPUs
-            can run). On a CPU-only box the decoders share cores with the training workers;
-            fewer of them at a time keeps them from stalling the DDP steps.
+            can run). On a CPU-only box the decoders share cores with the training workers:
+            fewer of them made steps faster but, measured with 1 on 2 cores, learning slower
+            (docs/train.md).
         videos_per_task: videos one Ray Data decoding task reads. Every task costs
             scheduling and an object-store block: with one short video per task the
             overhead, not decoding, used most of the CPU (93 vs 324 clips/s on 2 cores,
