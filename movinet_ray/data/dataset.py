@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from .manifest import Manifest
 from .sampling import ClipSampling, DiscardReport, clip_positions, rng_for
-from .transforms import AugmentConfig, augment_clip
+from .transforms import AugmentConfig, augment_labelled_clip
 from .video import StreamPlan, VideoDecodeError, decode_frames, open_video, probe_video
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class ClipMaker:
     backend: str = "auto"
     on_error: str = "skip"
     columns: tuple[str, ...] | None = None
+    mirror: tuple[int, ...] | None = None  # AugmentConfig.mirror_labels of the class list
 
     def __call__(self, row: dict) -> list[dict]:
         try:
@@ -126,15 +127,16 @@ class ClipMaker:
                                    None if spatial_aug else self.size, short,
                                    crop=not spatial_aug)
         label = row.get("label_index")
+        label = -1 if label is None else int(label)
         out = []
         n = self.sampling.frames
         for i in range(len(clips)):
-            clip = frames[:, i * n:(i + 1) * n]
+            clip, shown = frames[:, i * n:(i + 1) * n], label
             if spatial_aug:
-                clip = augment_clip(clip, self.size, self.augment,
-                                    rng_for(self.seed, vid, self.epoch, "augment"))
-            out.append({"clip": clip.contiguous().numpy(),
-                        "label": np.int64(-1 if label is None else label),
+                clip, shown = augment_labelled_clip(
+                    clip, label, self.size, self.augment,
+                    rng_for(self.seed, vid, self.epoch, "augment"), self.mirror)
+            out.append({"clip": clip.contiguous().numpy(), "label": np.int64(shown),
                         "video_id": vid, "clip_index": i})
         if self.columns is not None:
             out = [{k: r[k] for k in self.columns} for r in out]
@@ -192,8 +194,10 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
     items = manifest_items(manifest, split)
     if not items:
         raise ValueError(f"no videos in split {split!r}")
-    maker = ClipMaker(sampling, size, train, seed, augment if train else None, epoch,
-                      short_side, backend, on_error, None if columns is None else tuple(columns))
+    augment = augment if train else None
+    mirror = augment.mirror_labels(manifest.classes.names) if augment else None
+    maker = ClipMaker(sampling, size, train, seed, augment, epoch, short_side, backend,
+                      on_error, None if columns is None else tuple(columns), mirror)
     blocks = max(1, -(-len(items) // max(1, videos_per_block)))
     if max_tasks is not None and max_tasks < 1:
         raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")

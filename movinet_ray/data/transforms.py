@@ -24,8 +24,13 @@ class AugmentConfig:
             ``size x size``; off = centre crop.
         area: range of the crop area as a fraction of the frame.
         aspect: range of the crop aspect ratio (w / h), drawn log-uniformly.
-        hflip: random horizontal flip with probability 0.5. Off by default: it swaps
-            direction-sensitive labels (move_left <-> move_right, rotate_cw <-> rotate_ccw).
+        hflip: random horizontal flip with probability 0.5. Off by default: a mirror image
+            changes direction-sensitive classes (move_left <-> move_right, rotate_cw <->
+            rotate_ccw), so either leave it off or name those pairs in ``hflip_swap``.
+        hflip_swap: pairs of class names a horizontal flip turns into each other; a flipped
+            clip of one is labelled the other. Besides being right, it gives the network the
+            same object and scene under both labels, so only the direction can tell them
+            apart (needs ``hflip``).
         brightness, contrast, saturation: colour jitter strengths: factors drawn uniformly
             from ``[1 - x, 1 + x]`` (0 = off), applied in this order.
     """
@@ -34,6 +39,7 @@ class AugmentConfig:
     area: tuple[float, float] = (0.08, 1.0)
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = False
+    hflip_swap: tuple[tuple[str, str], ...] = ()
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -47,6 +53,25 @@ class AugmentConfig:
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1)")
+        named = [c for pair in self.hflip_swap for c in pair]
+        if any(len(pair) != 2 or pair[0] == pair[1] for pair in self.hflip_swap):
+            raise ValueError(f"hflip_swap takes pairs of two different classes, got "
+                             f"{self.hflip_swap}")
+        if len(set(named)) != len(named):
+            raise ValueError(f"hflip_swap names a class twice: {self.hflip_swap}")
+        if self.hflip_swap and not self.hflip:
+            raise ValueError("hflip_swap needs hflip=true")
+
+    def mirror_labels(self, classes: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+        """For each class index, the class its horizontal mirror image shows."""
+        unknown = sorted({c for pair in self.hflip_swap for c in pair} - set(classes))
+        if unknown:
+            raise ValueError(f"hflip_swap names {unknown}, not in the class list {list(classes)}")
+        mirror = list(range(len(classes)))
+        for a, b in self.hflip_swap:
+            i, j = list(classes).index(a), list(classes).index(b)
+            mirror[i], mirror[j] = j, i
+        return tuple(mirror)
 
 
 def resize(clip: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -101,6 +126,14 @@ def augment_clip(clip: torch.Tensor, size: int, cfg: AugmentConfig,
     The random draws happen in a fixed order (crop, flip, colour), so a generator seeded the
     same way gives the same clip.
     """
+    return augment_labelled_clip(clip, -1, size, cfg, rng)[0]
+
+
+def augment_labelled_clip(clip: torch.Tensor, label: int, size: int, cfg: AugmentConfig,
+                          rng: np.random.Generator,
+                          mirror: tuple[int, ...] | None = None) -> tuple[torch.Tensor, int]:
+    """:func:`augment_clip`, and the label the result shows: ``mirror[label]`` when the clip
+    was flipped (``mirror`` from :meth:`AugmentConfig.mirror_labels`; None keeps it)."""
     if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[0] != 3:
         raise ValueError(f"expected uint8 [3, T, H, W], got {clip.dtype} {tuple(clip.shape)}")
     h, w = clip.shape[-2:]
@@ -115,11 +148,13 @@ def augment_clip(clip: torch.Tensor, size: int, cfg: AugmentConfig,
         clip = center_crop(clip, size)
     if cfg.hflip and rng.random() < 0.5:
         clip = clip.flip(-1)
+        if mirror is not None and label >= 0:
+            label = mirror[label]
     factors = [float(rng.uniform(1 - s, 1 + s)) if s > 0 else 1.0
                for s in (cfg.brightness, cfg.contrast, cfg.saturation)]
     if any(f != 1.0 for f in factors):
         clip = color_jitter(clip, *factors)
-    return clip.contiguous()
+    return clip.contiguous(), label
 
 
 def color_jitter(clip: torch.Tensor, brightness: float, contrast: float,

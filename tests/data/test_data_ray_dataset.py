@@ -108,3 +108,35 @@ def test_decoding_task_cap_must_be_positive(synth):
     with pytest.raises(ValueError, match="max_tasks must be >= 1"):
         build_clip_dataset(synth, "val", ClipSampling(frames=4), size=32, train=False,
                            max_tasks=0)
+
+
+def test_flipped_training_clips_carry_the_mirror_label(ray_local, synth):
+    """With ``hflip_swap``, a training clip of move_left that came out mirrored is labelled
+    move_right (and the other way round); unmirrored clips and other classes keep theirs."""
+    sampling = ClipSampling(frames=4, frame_stride=2, fps=5)
+    still = dict(random_resized_crop=False, brightness=0, contrast=0, saturation=0)
+    augment = AugmentConfig(hflip=True, hflip_swap=(("move_left", "move_right"),), **still)
+    rows = build_clip_dataset(synth, "train", sampling, size=32, train=True, seed=5,
+                              augment=augment).take_all()
+    plain = ClipMaker(sampling, 32, True, 5, AugmentConfig(**still))
+    items = {it["video_id"]: it for it in manifest_items(synth, "train")}
+    names = synth.classes.names
+    flips = []
+    for row in rows:
+        (unflipped,) = plain(items[row["video_id"]])
+        true = names[unflipped["label"]]
+        flipped = np.array_equal(row["clip"], unflipped["clip"][..., ::-1])
+        assert flipped or np.array_equal(row["clip"], unflipped["clip"])
+        mirrored = {"move_left": "move_right", "move_right": "move_left"}.get(true, true)
+        assert names[row["label"]] == (mirrored if flipped else true)
+        flips.append((true, flipped))
+    assert len(rows) == 12
+    assert any(f and t in ("move_left", "move_right") for t, f in flips)
+    assert any(not f for _, f in flips)
+
+
+def test_hflip_swap_must_name_known_classes(synth):
+    augment = AugmentConfig(hflip=True, hflip_swap=(("move_left", "move_west"),))
+    with pytest.raises(ValueError, match="move_west"):
+        build_clip_dataset(synth, "train", ClipSampling(frames=4), size=32, train=True,
+                           augment=augment)

@@ -8,7 +8,7 @@ import torch
 
 from movinet_ray.data import AugmentConfig, augment_clip
 from movinet_ray.data.sampling import rng_for
-from movinet_ray.data.transforms import color_jitter, random_crop_box
+from movinet_ray.data.transforms import augment_labelled_clip, color_jitter, random_crop_box
 
 
 def _clip(t=4, h=60, w=80):
@@ -79,3 +79,39 @@ def test_config_validation():
         AugmentConfig(area=(0.5, 0.2))
     with pytest.raises(ValueError):
         AugmentConfig(brightness=1.2)
+
+
+def test_hflip_swap_labels_a_mirrored_clip_as_its_mirror_class():
+    """A flipped clip of a pair's class comes back labelled the other class; other classes
+    keep theirs; an unflipped clip keeps its label."""
+    clip = _clip(h=32, w=32)
+    cfg = AugmentConfig(random_resized_crop=False, hflip=True, hflip_swap=(("cw", "ccw"),),
+                        brightness=0, contrast=0, saturation=0)
+    mirror = cfg.mirror_labels(("still", "cw", "ccw"))
+    assert mirror == (0, 2, 1)
+    seen = set()
+    for seed in range(20):
+        for label in (0, 1, 2):
+            out, shown = augment_labelled_clip(clip, label, 32, cfg,
+                                               rng_for(seed, "v", 0, "augment"), mirror)
+            flipped = torch.equal(out, clip.flip(-1))
+            assert flipped or torch.equal(out, clip)
+            assert shown == (mirror[label] if flipped else label)
+            seen.add(flipped)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hflip=True, hflip_swap=(("a", "a"),)), "two different classes"),
+    (dict(hflip=True, hflip_swap=(("a", "b"), ("b", "c"))), "names a class twice"),
+    (dict(hflip=False, hflip_swap=(("a", "b"),)), "needs hflip"),
+])
+def test_bad_hflip_swap_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AugmentConfig(**kwargs)
+
+
+def test_hflip_swap_of_an_unknown_class_names_it():
+    cfg = AugmentConfig(hflip=True, hflip_swap=(("rotate_cw", "rotate_ccv"),))
+    with pytest.raises(ValueError, match=r"\['rotate_ccv'\], not in the class list"):
+        cfg.mirror_labels(("rotate_cw", "rotate_ccw"))

@@ -92,3 +92,14 @@ def test_refuses_what_cannot_work(overrides, message):
     base = [] if not overrides else ["data.manifest=m.parquet"]
     with pytest.raises(ConfigError, match=message):
         load_config(TrainConfig, None, base + overrides).resolved()
+
+
+def test_hflip_swap_pairs_load_from_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  manifest: m.parquet\n  augmentation:\n    hflip: true\n"
+                    "    hflip_swap: [[move_left, move_right]]\n")
+    cfg = load_config(TrainConfig, path,
+                      ["data.augmentation.hflip_swap=[[rotate_cw, rotate_ccw], [a, b]]"])
+    assert cfg.data.augmentation.hflip_swap == (("rotate_cw", "rotate_ccw"), ("a", "b"))
+    assert load_config(TrainConfig, path).data.augmentation.hflip_swap == (
+        ("move_left", "move_right"),)
