@@ -47,11 +47,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    import sqlite3
-
     from movinet_ray.data import (AugmentConfig, Manifest, generate_synthetic_dataset,
                                   prepare_dataset, read_manifest, write_manifest)
     from movinet_ray.ray_init import init_ray
+    from movinet_ray.tracking import setup_mlflow
     from movinet_ray.train.demo import motion_config
     from movinet_ray.train.job import train
 
@@ -79,11 +78,10 @@ def main() -> None:
         start = time.perf_counter()
         result = train(cfg)
         wall = time.perf_counter() - start
-        db = sqlite3.connect(work / "mlflow.db")
-        losses = db.execute("SELECT step, value FROM metrics WHERE run_uuid = ? AND "
-                            "key = 'train/loss' ORDER BY step", (result.run_id,)).fetchall()
-        evals = db.execute("SELECT step, value FROM metrics WHERE run_uuid = ? AND "
-                           "key = 'val/top1' ORDER BY step", (result.run_id,)).fetchall()
+        client = setup_mlflow(uri).MlflowClient()
+        losses, evals = ([(m.step, m.value) for m in sorted(
+            client.get_metric_history(result.run_id, key), key=lambda m: m.step)]
+            for key in ("train/loss", "val/top1"))
     window = max(1, args.steps // 6)
     curve = [{"steps": f"{lo + 1}-{lo + window}",
               "train_loss": statistics.mean(v for s, v in losses if lo < s <= lo + window)}

@@ -101,6 +101,11 @@ class ClipMaker:
     columns: tuple[str, ...] | None = None
     mirror: tuple[int, ...] | None = None  # AugmentConfig.mirror_labels of the class list
 
+    def __post_init__(self):
+        if self.augment is not None and self.augment.hflip_swap and self.mirror is None:
+            raise ValueError("augment.hflip_swap needs mirror=augment.mirror_labels(classes), "
+                             "or flipped clips would keep the wrong label")
+
     def __call__(self, row: dict) -> list[dict]:
         try:
             return self.make(row)
