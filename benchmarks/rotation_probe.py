@@ -8,14 +8,16 @@ loss (ln 2 = 0.693 is a coin toss) beside the validation top-1 (chance 0.5):
     python benchmarks/rotation_probe.py --data DIR                        # 64 px, as recorded
     python benchmarks/rotation_probe.py --data DIR --hflip-swap           # mirrored clips relabelled
     python benchmarks/rotation_probe.py --data DIR --hflip-swap --resolution 96
+    python benchmarks/rotation_probe.py --data DIR --hflip-swap --reverse-swap  # and backwards
 
 ``--data`` is a folder holding the full synthetic dataset (`train_quality.py --data DIR`
 keeps it); without it the script generates the two classes alone in the full preset's
 formats. A loss far below ln 2 with validation at chance is memorising the training videos;
 ``--hflip-swap`` labels a mirrored clockwise clip counter-clockwise, so every object and scene
-appears under both labels and only the direction can lower the loss.
+appears under both labels and only the direction can lower the loss; ``--reverse-swap`` labels
+a clockwise clip played backwards counter-clockwise: the very same frames under both labels.
 
-Writes benchmarks/results/rotation_probe_<resolution>[_flip].json.
+Writes benchmarks/results/rotation_probe_<resolution>[_flip][_reverse].json.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=450)
     p.add_argument("--hflip-swap", action="store_true",
                    help="flip clips at random and label a flipped clip as the other rotation")
+    p.add_argument("--reverse-swap", action="store_true",
+                   help="play clips backwards at random and label those as the other rotation")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -69,11 +73,14 @@ def main() -> None:
         uri = f"sqlite:///{work / 'mlflow.db'}"
         cfg = motion_config(Path(prepared.manifest_path), work, "a0-stream", uri,
                             seed=args.seed, steps=args.steps)
-        augmentation = AugmentConfig(random_resized_crop=False, hflip=True,
-                                     hflip_swap=(PAIR,))
+        augmentation = AugmentConfig(
+            random_resized_crop=False, hflip=args.hflip_swap,
+            hflip_swap=(PAIR,) if args.hflip_swap else (), reverse=args.reverse_swap,
+            reverse_swap=(PAIR,) if args.reverse_swap else ())
         cfg = dataclasses.replace(
             cfg, data=dataclasses.replace(cfg.data, fps=CLIP_FPS, resolution=args.resolution,
-                                          augment=args.hflip_swap, augmentation=augmentation),
+                                          augment=args.hflip_swap or args.reverse_swap,
+                                          augmentation=augmentation),
             tracking=dataclasses.replace(cfg.tracking, register=False))
         start = time.perf_counter()
         result = train(cfg)
@@ -88,12 +95,15 @@ def main() -> None:
              for lo in range(0, args.steps, window)
              if any(lo < s <= lo + window for s, _ in losses)]
     print(f"\nrotate_cw vs rotate_ccw, {len(rows)} videos, {args.resolution} px, 8 frames at "
-          f"{CLIP_FPS:g} fps, hflip_swap={args.hflip_swap}, {wall:.0f} s")
+          f"{CLIP_FPS:g} fps, hflip_swap={args.hflip_swap}, "
+          f"reverse_swap={args.reverse_swap}, {wall:.0f} s")
     print(markdown_table(curve, ["steps", "train_loss"]))
     print(markdown_table([{"step": s, "val_top1": v} for s, v in evals], ["step", "val_top1"]))
-    name = f"rotation_probe_{args.resolution}" + ("_flip" if args.hflip_swap else "")
+    name = (f"rotation_probe_{args.resolution}" + ("_flip" if args.hflip_swap else "")
+            + ("_reverse" if args.reverse_swap else ""))
     path = write_results(name, {"resolution": args.resolution, "clip_fps": CLIP_FPS,
                                 "steps": args.steps, "hflip_swap": args.hflip_swap,
+                                "reverse_swap": args.reverse_swap,
                                 "videos": len(rows), "wall_s": wall, "train_loss": curve,
                                 "val_top1": [{"step": s, "value": v} for s, v in evals]})
     print(f"wrote {path}")

@@ -12,7 +12,7 @@ from .manifest import (
 )
 from .prepare import PrepareResult, prepare_dataset
 from .sampling import ClipSampling, DiscardReport, clip_positions
-from .synthetic import MOTION_CLASSES, generate_synthetic_dataset
+from .synthetic import MIRROR_PAIRS, MOTION_CLASSES, REVERSAL_PAIRS, generate_synthetic_dataset
 from .transforms import AugmentConfig, augment_clip
 from .video import (
     VideoChunk,
@@ -28,8 +28,9 @@ from .video import (
 )
 
 __all__ = [
-    "MOTION_CLASSES", "AugmentConfig", "ClassList", "ClipMaker", "ClipSampling",
-    "DiscardReport", "Manifest", "PrepareResult", "VideoChunk", "VideoDecodeError", "VideoInfo",
+    "MIRROR_PAIRS", "MOTION_CLASSES", "REVERSAL_PAIRS", "AugmentConfig", "ClassList",
+    "ClipMaker", "ClipSampling", "DiscardReport", "Manifest", "PrepareResult", "VideoChunk",
+    "VideoDecodeError", "VideoInfo",
     "augment_clip", "build_clip_dataset", "clip_positions", "generate_synthetic_dataset",
     "import_folder", "import_kinetics_csv", "iter_video_chunks", "open_video", "prepare_dataset",
     "preprocess_frames", "probe_video", "read_manifest", "read_video", "resize_frames", "screen_manifest",

@@ -100,11 +100,15 @@ class ClipMaker:
     on_error: str = "skip"
     columns: tuple[str, ...] | None = None
     mirror: tuple[int, ...] | None = None  # AugmentConfig.mirror_labels of the class list
+    reversal: tuple[int, ...] | None = None  # AugmentConfig.reversal_labels of the class list
 
     def __post_init__(self):
         if self.augment is not None and self.augment.hflip_swap and self.mirror is None:
             raise ValueError("augment.hflip_swap needs mirror=augment.mirror_labels(classes), "
                              "or flipped clips would keep the wrong label")
+        if self.augment is not None and self.augment.reverse_swap and self.reversal is None:
+            raise ValueError("augment.reverse_swap needs reversal=augment.reversal_labels("
+                             "classes), or reversed clips would keep the wrong label")
 
     def __call__(self, row: dict) -> list[dict]:
         try:
@@ -140,7 +144,8 @@ class ClipMaker:
             if spatial_aug:
                 clip, shown = augment_labelled_clip(
                     clip, label, self.size, self.augment,
-                    rng_for(self.seed, vid, self.epoch, "augment"), self.mirror)
+                    rng_for(self.seed, vid, self.epoch, "augment"), self.mirror,
+                    self.reversal)
             out.append({"clip": clip.contiguous().numpy(), "label": np.int64(shown),
                         "video_id": vid, "clip_index": i})
         if self.columns is not None:
@@ -200,9 +205,11 @@ def build_clip_dataset(manifest: Manifest, split: str | None, sampling: ClipSamp
     if not items:
         raise ValueError(f"no videos in split {split!r}")
     augment = augment if train else None
-    mirror = augment.mirror_labels(manifest.classes.names) if augment else None
+    names = manifest.classes.names
     maker = ClipMaker(sampling, size, train, seed, augment, epoch, short_side, backend,
-                      on_error, None if columns is None else tuple(columns), mirror)
+                      on_error, None if columns is None else tuple(columns),
+                      augment.mirror_labels(names) if augment else None,
+                      augment.reversal_labels(names) if augment else None)
     blocks = max(1, -(-len(items) // max(1, videos_per_block)))
     if max_tasks is not None and max_tasks < 1:
         raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")

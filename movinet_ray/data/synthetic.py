@@ -50,6 +50,12 @@ RADIUS = (0.10, 0.22)  # main object's radius range, fraction of the shorter sid
 _MOTION = {"move_left": ("x", -1), "move_right": ("x", 1), "move_up": ("y", -1),
            "move_down": ("y", 1), "grow": ("scale", 1), "shrink": ("scale", -1),
            "rotate_cw": ("angle", 1), "rotate_ccw": ("angle", -1), "static": (None, 0)}
+# The class pairs a horizontal mirror / playing the video backwards turns into each other
+# (for AugmentConfig.hflip_swap / reverse_swap). Backwards is exact here: every motion is a
+# constant speed on a circle, and the distractors' random walks look alike either way.
+MIRROR_PAIRS = (("move_left", "move_right"), ("rotate_cw", "rotate_ccw"))
+REVERSAL_PAIRS = (("move_left", "move_right"), ("move_up", "move_down"), ("grow", "shrink"),
+                  ("rotate_cw", "rotate_ccw"))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,13 @@ class AugmentConfig:
             clip of one is labelled the other. Besides being right, it gives the network the
             same object and scene under both labels, so only the direction can tell them
             apart (needs ``hflip``).
+        reverse: play the clip backwards with probability 0.5. Off by default: time
+            reversal turns direction-sensitive classes into their opposites (move_left <->
+            move_right, grow <-> shrink, rotate_cw <-> rotate_ccw, open <-> close), so name
+            those pairs in ``reverse_swap``; classes not named keep their label (static).
+        reverse_swap: pairs of class names time reversal turns into each other; a reversed
+            clip of one is labelled the other. The same frames then carry both labels, so
+            only their order can tell the classes apart (needs ``reverse``).
         brightness, contrast, saturation: colour jitter strengths: factors drawn uniformly
             from ``[1 - x, 1 + x]`` (0 = off), applied in this order.
     """
@@ -40,6 +47,8 @@ class AugmentConfig:
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = False
     hflip_swap: tuple[tuple[str, str], ...] = ()
+    reverse: bool = False
+    reverse_swap: tuple[tuple[str, str], ...] = ()
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -53,25 +62,41 @@ class AugmentConfig:
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1)")
-        named = [c for pair in self.hflip_swap for c in pair]
-        if any(len(pair) != 2 or pair[0] == pair[1] for pair in self.hflip_swap):
-            raise ValueError(f"hflip_swap takes pairs of two different classes, got "
-                             f"{self.hflip_swap}")
-        if len(set(named)) != len(named):
-            raise ValueError(f"hflip_swap names a class twice: {self.hflip_swap}")
-        if self.hflip_swap and not self.hflip:
-            raise ValueError("hflip_swap needs hflip=true")
+        _check_swap_pairs("hflip", self.hflip, self.hflip_swap)
+        _check_swap_pairs("reverse", self.reverse, self.reverse_swap)
 
     def mirror_labels(self, classes: tuple[str, ...] | list[str]) -> tuple[int, ...]:
         """For each class index, the class its horizontal mirror image shows."""
-        unknown = sorted({c for pair in self.hflip_swap for c in pair} - set(classes))
-        if unknown:
-            raise ValueError(f"hflip_swap names {unknown}, not in the class list {list(classes)}")
-        mirror = list(range(len(classes)))
-        for a, b in self.hflip_swap:
-            i, j = list(classes).index(a), list(classes).index(b)
-            mirror[i], mirror[j] = j, i
-        return tuple(mirror)
+        return _swap_map("hflip_swap", self.hflip_swap, classes)
+
+    def reversal_labels(self, classes: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+        """For each class index, the class the clip played backwards shows."""
+        return _swap_map("reverse_swap", self.reverse_swap, classes)
+
+
+def _check_swap_pairs(flag: str, enabled: bool, pairs: tuple[tuple[str, str], ...]) -> None:
+    name = f"{flag}_swap"
+    if any(len(pair) != 2 or pair[0] == pair[1] for pair in pairs):
+        raise ValueError(f"{name} takes pairs of two different classes, got {pairs}")
+    named = [c for pair in pairs for c in pair]
+    if len(set(named)) != len(named):
+        raise ValueError(f"{name} names a class twice: {pairs}")
+    if pairs and not enabled:
+        raise ValueError(f"{name} needs {flag}=true")
+
+
+def _swap_map(name: str, pairs: tuple[tuple[str, str], ...],
+              classes: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """Class index -> class index, swapping each named pair (the rest map to themselves)."""
+    classes = list(classes)
+    unknown = sorted({c for pair in pairs for c in pair} - set(classes))
+    if unknown:
+        raise ValueError(f"{name} names {unknown}, not in the class list {classes}")
+    swapped = list(range(len(classes)))
+    for a, b in pairs:
+        i, j = classes.index(a), classes.index(b)
+        swapped[i], swapped[j] = j, i
+    return tuple(swapped)
 
 
 def resize(clip: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -123,17 +148,20 @@ def augment_clip(clip: torch.Tensor, size: int, cfg: AugmentConfig,
                  rng: np.random.Generator) -> torch.Tensor:
     """Augment one uint8 clip ``[3, T, H, W]`` to ``[3, T, size, size]`` (uint8).
 
-    The random draws happen in a fixed order (crop, flip, colour), so a generator seeded the
-    same way gives the same clip.
+    The random draws happen in a fixed order (crop, flip, reversal, colour; a step that is
+    off draws nothing), so a generator seeded the same way gives the same clip.
     """
     return augment_labelled_clip(clip, -1, size, cfg, rng)[0]
 
 
 def augment_labelled_clip(clip: torch.Tensor, label: int, size: int, cfg: AugmentConfig,
                           rng: np.random.Generator,
-                          mirror: tuple[int, ...] | None = None) -> tuple[torch.Tensor, int]:
+                          mirror: tuple[int, ...] | None = None,
+                          reversal: tuple[int, ...] | None = None) -> tuple[torch.Tensor, int]:
     """:func:`augment_clip`, and the label the result shows: ``mirror[label]`` when the clip
-    was flipped (``mirror`` from :meth:`AugmentConfig.mirror_labels`; None keeps it)."""
+    was flipped, ``reversal[label]`` when it was played backwards (the maps from
+    :meth:`AugmentConfig.mirror_labels` / :meth:`AugmentConfig.reversal_labels`; None keeps
+    the label)."""
     if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[0] != 3:
         raise ValueError(f"expected uint8 [3, T, H, W], got {clip.dtype} {tuple(clip.shape)}")
     h, w = clip.shape[-2:]
@@ -150,6 +178,10 @@ def augment_labelled_clip(clip: torch.Tensor, label: int, size: int, cfg: Augmen
         clip = clip.flip(-1)
         if mirror is not None and label >= 0:
             label = mirror[label]
+    if cfg.reverse and rng.random() < 0.5:
+        clip = clip.flip(1)
+        if reversal is not None and label >= 0:
+            label = reversal[label]
     factors = [float(rng.uniform(1 - s, 1 + s)) if s > 0 else 1.0
                for s in (cfg.brightness, cfg.contrast, cfg.saturation)]
     if any(f != 1.0 for f in factors):

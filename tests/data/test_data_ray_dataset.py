@@ -110,29 +110,41 @@ def test_decoding_task_cap_must_be_positive(synth):
                            max_tasks=0)
 
 
-def test_flipped_training_clips_carry_the_mirror_label(ray_local, synth):
-    """With ``hflip_swap``, a training clip of move_left that came out mirrored is labelled
-    move_right (and the other way round); unmirrored clips and other classes keep theirs."""
+def test_flipped_and_reversed_training_clips_carry_the_swapped_label(ray_local, synth):
+    """With ``hflip_swap`` and ``reverse_swap``, a training clip of move_left that came out
+    mirrored is labelled move_right, one played backwards too, one both ways move_left
+    again; classes no pair names (grow, static) and unchanged clips keep their label."""
     sampling = ClipSampling(frames=4, frame_stride=2, fps=5)
     still = dict(random_resized_crop=False, brightness=0, contrast=0, saturation=0)
-    augment = AugmentConfig(hflip=True, hflip_swap=(("move_left", "move_right"),), **still)
+    augment = AugmentConfig(hflip=True, hflip_swap=(("move_left", "move_right"),),
+                            reverse=True, reverse_swap=(("move_left", "move_right"),),
+                            **still)
     rows = build_clip_dataset(synth, "train", sampling, size=32, train=True, seed=5,
                               augment=augment).take_all()
     plain = ClipMaker(sampling, 32, True, 5, AugmentConfig(**still))
     items = {it["video_id"]: it for it in manifest_items(synth, "train")}
     names = synth.classes.names
-    flips = []
+    mirror = {"move_left": "move_right", "move_right": "move_left"}
+    seen = []
     for row in rows:
-        (unflipped,) = plain(items[row["video_id"]])
-        true = names[unflipped["label"]]
-        flipped = np.array_equal(row["clip"], unflipped["clip"][..., ::-1])
-        assert flipped or np.array_equal(row["clip"], unflipped["clip"])
-        mirrored = {"move_left": "move_right", "move_right": "move_left"}.get(true, true)
-        assert names[row["label"]] == (mirrored if flipped else true)
-        flips.append((true, flipped))
+        (unchanged,) = plain(items[row["video_id"]])
+        true, clip = names[unchanged["label"]], unchanged["clip"]
+        variants = {}
+        for f in (0, 1):
+            mirrored = clip[..., ::-1] if f else clip
+            for r in (0, 1):
+                variants[f, r] = mirrored[:, ::-1] if r else mirrored
+        (flipped, reversed_), = [k for k, v in variants.items()
+                                 if np.array_equal(row["clip"], v)]
+        shown = mirror.get(true, true) if flipped else true
+        shown = mirror.get(shown, shown) if reversed_ else shown
+        assert names[row["label"]] == shown
+        seen.append((true, flipped, reversed_))
     assert len(rows) == 12
-    assert any(f and t in ("move_left", "move_right") for t, f in flips)
-    assert any(not f for _, f in flips)
+    assert any(f and t in mirror for t, f, _ in seen)
+    assert any(r and t in mirror for t, _, r in seen)
+    assert any(r and t not in mirror for t, _, r in seen)
+    assert any(not f and not r for _, f, r in seen)
 
 
 def test_hflip_swap_must_name_known_classes(synth):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from movinet_ray.data import MOTION_CLASSES, generate_synthetic_dataset, read_manifest, read_video
+from movinet_ray.data import (MIRROR_PAIRS, MOTION_CLASSES, REVERSAL_PAIRS,
+                              generate_synthetic_dataset, read_manifest, read_video)
 from movinet_ray.data.synthetic import VideoSpec, render_frames, sample_spec, trajectory
 
 SMALL = dict(size="128x96", fps=10, seconds=2)
@@ -72,6 +74,34 @@ def test_each_class_moves_its_parameter_the_right_way(label):
             assert np.all(np.sign(s) == sign), (label, key)
         else:
             assert np.all(s == 0), (label, key)
+
+
+def _partner(label, pairs):
+    return next((b if label == a else a for a, b in pairs if label in (a, b)), label)
+
+
+def _same_angle(a, b):
+    return np.allclose(np.angle(np.exp(1j * (np.asarray(a) - np.asarray(b)))), 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("label", MOTION_CLASSES)
+def test_reversal_and_mirror_pairs_are_what_the_generator_draws(label):
+    """Played backwards, a video of ``label`` follows exactly the trajectory of its
+    REVERSAL_PAIRS partner (started where it ended); mirrored left-right, that of its
+    MIRROR_PAIRS partner (started at the mirrored place and angle). Unpaired classes map to
+    themselves. This is what makes reverse_swap / hflip_swap right for this data."""
+    spec = sample_spec(label, np.random.default_rng(3), (160, 120), 10, 3.0)
+    tr = trajectory(spec)
+    back = trajectory(replace(spec, label=_partner(label, REVERSAL_PAIRS), x0=tr["x"][-1],
+                              y0=tr["y"][-1], scale0=tr["scale"][-1], angle0=tr["angle"][-1]))
+    for key in ("cx", "cy", "radius"):
+        assert np.allclose(back[key], tr[key][::-1]), key
+    assert _same_angle(back["angle"], tr["angle"][::-1])
+    mirrored = trajectory(replace(spec, label=_partner(label, MIRROR_PAIRS), x0=1 - spec.x0,
+                                  angle0=math.pi - spec.angle0))
+    assert np.allclose(mirrored["cx"], spec.width - tr["cx"])
+    assert np.allclose(mirrored["cy"], tr["cy"]) and np.allclose(mirrored["radius"], tr["radius"])
+    assert _same_angle(mirrored["angle"], math.pi - tr["angle"])
 
 
 def test_single_frames_are_alike_across_classes():

@@ -101,10 +101,46 @@ def test_hflip_swap_labels_a_mirrored_clip_as_its_mirror_class():
     assert seen == {True, False}
 
 
+def test_reverse_swap_plays_backwards_and_relabels_and_composes_with_the_flip():
+    """A reversed clip has its frames in the opposite order and the pair's other label; with
+    both flip and reversal on, every combination occurs and the label follows both maps."""
+    clip = _clip(t=5, h=32, w=32)
+    cfg = AugmentConfig(random_resized_crop=False, hflip=True, hflip_swap=(("cw", "ccw"),),
+                        reverse=True, reverse_swap=(("cw", "ccw"), ("grow", "shrink")),
+                        brightness=0, contrast=0, saturation=0)
+    classes = ("still", "cw", "ccw", "grow", "shrink")
+    mirror, reversal = cfg.mirror_labels(classes), cfg.reversal_labels(classes)
+    assert reversal == (0, 2, 1, 4, 3) and mirror == (0, 2, 1, 3, 4)
+    seen = set()
+    for seed in range(40):
+        for label in range(len(classes)):
+            out, shown = augment_labelled_clip(clip, label, 32, cfg,
+                                               rng_for(seed, "v", 0, "augment"), mirror,
+                                               reversal)
+            variants = {(f, r): clip.flip(-1) if f else clip for f in (0, 1) for r in (0, 1)}
+            variants = {k: v.flip(1) if k[1] else v for k, v in variants.items()}
+            (flipped, reversed_), = [k for k, v in variants.items() if torch.equal(out, v)]
+            expected = mirror[label] if flipped else label
+            assert shown == (reversal[expected] if reversed_ else expected)
+            seen.add((flipped, reversed_))
+    assert seen == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_reversal_off_draws_nothing():
+    """Turning the reversal off leaves earlier seeded clips unchanged (no extra draw)."""
+    clip = _clip()
+    a = augment_clip(clip, 32, AugmentConfig(hflip=True), rng_for(5, "v", 0, "augment"))
+    b = augment_clip(clip, 32, AugmentConfig(hflip=True, reverse=False),
+                     rng_for(5, "v", 0, "augment"))
+    assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(hflip=True, hflip_swap=(("a", "a"),)), "two different classes"),
     (dict(hflip=True, hflip_swap=(("a", "b"), ("b", "c"))), "names a class twice"),
     (dict(hflip=False, hflip_swap=(("a", "b"),)), "needs hflip"),
+    (dict(reverse=True, reverse_swap=(("a", "b", "c"),)), "reverse_swap takes pairs"),
+    (dict(reverse=False, reverse_swap=(("a", "b"),)), "needs reverse"),
 ])
 def test_bad_hflip_swap_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -115,3 +151,6 @@ def test_hflip_swap_of_an_unknown_class_names_it():
     cfg = AugmentConfig(hflip=True, hflip_swap=(("rotate_cw", "rotate_ccv"),))
     with pytest.raises(ValueError, match=r"\['rotate_ccv'\], not in the class list"):
         cfg.mirror_labels(("rotate_cw", "rotate_ccw"))
+    cfg = AugmentConfig(reverse=True, reverse_swap=(("grow", "shrnk"),))
+    with pytest.raises(ValueError, match=r"reverse_swap names \['shrnk'\]"):
+        cfg.reversal_labels(("grow", "shrink"))
