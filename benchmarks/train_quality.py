@@ -7,6 +7,7 @@ the full preset samples its clips at 5 fps); the best validation top-1 is read b
     python benchmarks/train_quality.py                       # all 9 motion classes, varied videos
     python benchmarks/train_quality.py --preset classes      # all 9 classes, the demo's format
     python benchmarks/train_quality.py --preset directions   # the demo's four-direction slice
+    python benchmarks/train_quality.py --swaps --frame-steps 0  # + flipped/backwards, A0 only
 
 The full dataset (160x120 to 640x360, 10-30 fps) is first prepared (`movinet data prepare`):
 each video decoded once into a lossless 64x64 copy at the clips' 5 fps, the whole picture
@@ -80,7 +81,10 @@ def main() -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="full")
     p.add_argument("--steps", type=int, default=None, help="A0 steps (default: the preset's)")
     p.add_argument("--frame-steps", type=int, default=None,
-                   help="frame-baseline steps (default: the same as A0)")
+                   help="frame-baseline steps (default: the same as A0; 0 skips it)")
+    p.add_argument("--swaps", action="store_true",
+                   help="flip clips and play them backwards at random, relabelling the motion "
+                        "data's MIRROR_PAIRS / REVERSAL_PAIRS (hflip_swap, reverse_swap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=None,
                    help="keep the generated (and prepared) dataset here and reuse it next time "
@@ -98,8 +102,8 @@ def main() -> None:
     clip_fps = preset.pop("clip_fps", None)
     steps = args.steps or default_steps
 
-    from movinet_ray.data import (AugmentConfig, generate_synthetic_dataset, prepare_dataset,
-                                  read_manifest)
+    from movinet_ray.data import (MIRROR_PAIRS, REVERSAL_PAIRS, AugmentConfig,
+                                  generate_synthetic_dataset, prepare_dataset, read_manifest)
     from movinet_ray.ray_init import init_ray
     from movinet_ray.tracking import setup_mlflow
     from movinet_ray.train.demo import motion_config
@@ -129,14 +133,21 @@ def main() -> None:
         class_names = read_manifest(manifest).classes.names
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
         client = setup_mlflow(uri).MlflowClient()
-        for model, n in (("a0-stream", steps), ("frame2d", args.frame_steps or steps)):
+        frame_steps = steps if args.frame_steps is None else args.frame_steps
+        swaps = dict(hflip=True, hflip_swap=MIRROR_PAIRS, reverse=True,
+                     reverse_swap=REVERSAL_PAIRS) if args.swaps else {}
+        jitter = {} if color_jitter else dict(brightness=0, contrast=0, saturation=0)
+        for model, n in (("a0-stream", steps), ("frame2d", frame_steps)):
+            if n == 0:
+                continue
             cfg = motion_config(manifest, workdir, model, uri, seed=args.seed, steps=n)
             if schedule:
                 cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim,
                                                                          schedule=schedule))
             data = dataclasses.replace(
-                cfg.data, fps=fps, eval_clips_per_video=eval_clips, augment=color_jitter,
-                augmentation=AugmentConfig(random_resized_crop=False))
+                cfg.data, fps=fps, eval_clips_per_video=eval_clips,
+                augment=color_jitter or args.swaps,
+                augmentation=AugmentConfig(random_resized_crop=False, **jitter, **swaps))
             cfg = dataclasses.replace(cfg, data=data, tracking=dataclasses.replace(
                 cfg.tracking, register=False))
             start = time.perf_counter()
@@ -169,10 +180,12 @@ def main() -> None:
     print(markdown_table([{"model": m, **r} for m, r in recalls.items()],
                          ["model", *next(iter(recalls.values()))]))
     name = "train_quality" if args.preset == "full" else f"train_quality_{args.preset}"
+    name += "_swaps" if args.swaps else ""
     path = write_results(name, {"preset": args.preset, "settings": preset,
                                 "prepared": prepare_size, "clip_fps": fps,
                                 "schedule": schedule or "constant",
                                 "eval_clips_per_video": eval_clips, "color_jitter": color_jitter,
+                                "swaps": args.swaps,
                                 "per_class_recall": recalls,
                                 "data_s": data_s,
                                 "prepare_s": prepare_s, "rows": rows})
