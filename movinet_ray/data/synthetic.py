@@ -281,7 +281,7 @@ def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray] | Sequence
                 stream.height, stream.width = img.shape[:2]
                 stream.pix_fmt = "rgb24" if codec == "libx264rgb" else "yuv420p"
                 opts = ({"crf": str(crf), "preset": "veryfast", **_x264_repeatable_options()}
-                        if codec in ("libx264", "libx264rgb") else {})
+                        if "264" in codec else {})
                 if codec == "mpeg4":
                     opts = {"qscale": "2"}
                     stream.codec_context.qmin, stream.codec_context.qmax = 1, 3
