@@ -18,7 +18,7 @@ process: 2 fps (an object moves 3-6 px a frame; a rotation turns 45-90 degrees, 
 clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neither model
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes. Writes
-benchmarks/results/rotation_fresh_<model>_<resolution>.json.
+benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>].json.
 """
 
 from __future__ import annotations
@@ -84,7 +84,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--radius", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="the main object's radius range, a fraction of the shorter side "
+                        "(default: the generator's RADIUS, 0.10 0.22)")
     args = p.parse_args()
+    if args.radius:  # the generator reads this module constant each time it renders
+        from movinet_ray.data import synthetic
+        synthetic.RADIUS = tuple(args.radius)
 
     from movinet_ray.model import create_model
 
@@ -125,7 +131,9 @@ def main() -> None:
     print(f"\n{args.model}, {args.resolution} px, {args.frames} frames at {args.fps} fps, "
           f"batch {args.batch}, lr {args.lr:g}, fresh clips")
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
-    path = write_results(f"rotation_fresh_{args.model}_{args.resolution}",
+    radius = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
+    path = write_results(f"rotation_fresh_{args.model}_{args.resolution}px_{args.fps}fps_"
+                         f"{args.steps}{radius}",
                          {"args": vars(args), "classes": CLASSES, "curve": curve})
     print(f"wrote {path}")
 
