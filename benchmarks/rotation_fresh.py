@@ -17,7 +17,7 @@ whether each pair's direction was learned. The defaults are where the control le
 process: 2 fps (an object moves 3-6 px a frame; a rotation turns 45-90 degrees, which the
 clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neither model
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
-docs/train.md describes. Writes
+docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>].json.
 """
 
