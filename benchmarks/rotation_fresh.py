@@ -9,6 +9,8 @@ direction of motion) without the rotation's "which way round" conjunction:
 
     python benchmarks/rotation_fresh.py                     # A0-stream, 64 px, 8 frames at 2 fps
     python benchmarks/rotation_fresh.py --model c3d         # a plain 3D CNN
+    python benchmarks/rotation_fresh.py --model a0-base     # A0 with centred (non-causal) convs
+    python benchmarks/rotation_fresh.py --model c3d-late    # the 3D CNN, first 2 layers 1x3x3
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -56,14 +58,16 @@ def render_batch(n: int, rng: np.random.Generator, size: int, fps: int, frames: 
 
 
 class C3D(nn.Module):
-    """Four dense 3x3x3 conv + BN + ReLU layers, global average pool, linear."""
+    """Four dense conv + BN + ReLU layers, global average pool, linear. The first
+    ``spatial_layers`` are 1x3x3 (space only), the rest 3x3x3."""
 
-    def __init__(self, num_classes: int, width: int = 24):
+    def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0):
         super().__init__()
         layers, cin = [], 3
-        for cout, stride in ((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
-                             (4 * width, (1, 2, 2)), (4 * width, 1)):
-            layers += [nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        for i, (cout, stride) in enumerate(((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
+                                            (4 * width, (1, 2, 2)), (4 * width, 1))):
+            kernel, pad = ((1, 3, 3), (0, 1, 1)) if i < spatial_layers else (3, 1)
+            layers += [nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False),
                        nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
             cin = cout
         self.features = nn.Sequential(*layers)
@@ -75,7 +79,10 @@ class C3D(nn.Module):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=("a0-stream", "c3d"), default="a0-stream")
+    p.add_argument("--model", choices=("a0-stream", "a0-base", "c3d", "c3d-late"), default="a0-stream")
+    p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
+                   help="A0's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
+                        "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--fps", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
@@ -98,11 +105,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     fmt = dict(size=args.resolution, fps=args.fps, frames=args.frames)
     val_x, val_y = render_batch(400, np.random.default_rng(10_000 + args.seed), **fmt)
-    if args.model == "c3d":
-        model = C3D(len(CLASSES))
+    if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
+        model = C3D(len(CLASSES), spatial_layers=2 if args.model == "c3d-late" else 0)
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
-        model = create_model("a0", "stream", num_classes=len(CLASSES), bn_momentum=0.1,
-                             dropout=0.0, rezero_init=1.0)
+        model = create_model("a0", args.model.split("-")[1], num_classes=len(CLASSES),
+                             bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
+                             **({"conv_type": args.conv_type} if args.conv_type else {}))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     curve, losses, start = [], [], time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -131,9 +139,10 @@ def main() -> None:
     print(f"\n{args.model}, {args.resolution} px, {args.frames} frames at {args.fps} fps, "
           f"batch {args.batch}, lr {args.lr:g}, fresh clips")
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
-    radius = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
+    suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
+    suffix += f"_{args.conv_type}" if args.conv_type else ""
     path = write_results(f"rotation_fresh_{args.model}_{args.resolution}px_{args.fps}fps_"
-                         f"{args.steps}{radius}",
+                         f"{args.steps}{suffix}",
                          {"args": vars(args), "classes": CLASSES, "curve": curve})
     print(f"wrote {path}")
 
