@@ -11,6 +11,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --model c3d         # a plain 3D CNN
     python benchmarks/rotation_fresh.py --model a0-base     # A0 with centred (non-causal) convs
     python benchmarks/rotation_fresh.py --model c3d-late    # the 3D CNN, first 2 layers 1x3x3
+    python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -20,7 +21,8 @@ process: 2 fps (an object moves 3-6 px a frame; a rotation turns 45-90 degrees, 
 clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neither model
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
-benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>].json.
+benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
+[_<conv-type>][_<key>-<value>...][_seed<n>].json.
 """
 
 from __future__ import annotations
@@ -77,12 +79,26 @@ class C3D(nn.Module):
         return self.head(self.features(x).mean((2, 3, 4))), None
 
 
+def config_options(pairs: list[str]) -> dict:
+    """``["causal=true", "se_type=3d"]`` -> ``{"causal": True, "se_type": "3d"}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return options
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("a0-stream", "a0-base", "c3d", "c3d-late"), default="a0-stream")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
                    help="A0's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a MoViNetConfig option for the A0 models, e.g. se_type=3d, causal=true "
+                        "(repeatable)")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--fps", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
@@ -110,7 +126,8 @@ def main() -> None:
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         model = create_model("a0", args.model.split("-")[1], num_classes=len(CLASSES),
                              bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
-                             **({"conv_type": args.conv_type} if args.conv_type else {}))
+                             **({"conv_type": args.conv_type} if args.conv_type else {}),
+                             **config_options(args.set))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     curve, losses, start = [], [], time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -141,6 +158,8 @@ def main() -> None:
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
+    suffix += "".join(f"_{k}-{v}" for k, v in config_options(args.set).items())
+    suffix += f"_seed{args.seed}" if args.seed else ""
     path = write_results(f"rotation_fresh_{args.model}_{args.resolution}px_{args.fps}fps_"
                          f"{args.steps}{suffix}",
                          {"args": vars(args), "classes": CLASSES, "curve": curve})
