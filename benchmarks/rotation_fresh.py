@@ -79,17 +79,6 @@ class C3D(nn.Module):
         return self.head(self.features(x).mean((2, 3, 4))), None
 
 
-def config_options(pairs: list[str]) -> dict:
-    """``["causal=true", "se_type=3d"]`` -> ``{"causal": True, "se_type": "3d"}``."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        options[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return options
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("a0-stream", "a0-base", "c3d", "c3d-late"), default="a0-stream")
@@ -115,7 +104,10 @@ def main() -> None:
         from movinet_ray.data import synthetic
         synthetic.RADIUS = tuple(args.radius)
 
+    from movinet_ray.config import apply_overrides
     from movinet_ray.model import create_model
+
+    options = apply_overrides({}, args.set)  # KEY=VALUE, values parsed as YAML scalars
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -124,10 +116,10 @@ def main() -> None:
     if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
         model = C3D(len(CLASSES), spatial_layers=2 if args.model == "c3d-late" else 0)
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
+        recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
+                      **({"conv_type": args.conv_type} if args.conv_type else {}))
         model = create_model("a0", args.model.split("-")[1], num_classes=len(CLASSES),
-                             bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
-                             **({"conv_type": args.conv_type} if args.conv_type else {}),
-                             **config_options(args.set))
+                             **{**recipe, **options})
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     curve, losses, start = [], [], time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -158,7 +150,7 @@ def main() -> None:
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
-    suffix += "".join(f"_{k}-{v}" for k, v in config_options(args.set).items())
+    suffix += "".join(f"_{k}-{v}" for k, v in options.items())
     suffix += f"_seed{args.seed}" if args.seed else ""
     path = write_results(f"rotation_fresh_{args.model}_{args.resolution}px_{args.fps}fps_"
                          f"{args.steps}{suffix}",
