@@ -17,11 +17,13 @@ from movinet_ray.tracking import setup_mlflow
 from movinet_ray.train.demo import DEMO_CLASSES, motion_config, motion_data
 from movinet_ray.train.job import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~8.5 min alone; a hang guard
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~7 min alone; a hang guard
 
-# A0 was at 93-99 % by step 300 in every run of this recipe so far (the demo and this
-# test); the bar is 80 %.
-A0_STEPS = 300
+# When A0 leaves chance varies with the seed: in a sweep of seeds 1-5 (2026-12-05) the training
+# loss fell below 1.0 at step 125-225 and validation top-1 at step 300 was 0.905-1.0, and one CI
+# run was still at chance (0.265) at step 300. 400 steps give the slow seeds ~175 steps of
+# margin; the bar is 80 %.
+A0_STEPS = 400
 
 VAL_VIDEOS = 4 * 50  # motion_data: 200 videos per class, a quarter held out
 
