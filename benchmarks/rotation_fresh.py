@@ -10,6 +10,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py                     # A0-stream, 64 px, 8 frames at 2 fps
     python benchmarks/rotation_fresh.py --model c3d         # a plain 3D CNN
     python benchmarks/rotation_fresh.py --model a0-base     # A0 with centred (non-causal) convs
+    python benchmarks/rotation_fresh.py --model a1-stream   # A1: 16 channels where A0 has 8
     python benchmarks/rotation_fresh.py --model c3d-late    # the 3D CNN, first 2 layers 1x3x3
     python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
 
@@ -22,7 +23,8 @@ clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neit
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
-[_<conv-type>][_<key>-<value>...][_seed<n>].json.
+[_<conv-type>][_lr<lr>][_batch<n>][_<key>-<value>...]
+[_seed<n>].json.
 """
 
 from __future__ import annotations
@@ -81,13 +83,16 @@ class C3D(nn.Module):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=("a0-stream", "a0-base", "c3d", "c3d-late"), default="a0-stream")
+    p.add_argument("--model", default="a0-stream",
+                   choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late"),
+                   help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
+                        "plain 3D CNN")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
-                   help="A0's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
+                   help="MoViNet's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a MoViNetConfig option for the A0 models, e.g. se_type=3d, causal=true "
-                        "(repeatable)")
+                   help="a MoViNetConfig option for the MoViNet models, e.g. se_type=3d, "
+                        "causal=true (repeatable)")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--fps", type=int, default=2)
     p.add_argument("--frames", type=int, default=8)
@@ -118,7 +123,8 @@ def main() -> None:
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
-        model = create_model("a0", args.model.split("-")[1], num_classes=len(CLASSES),
+        variant, mode = args.model.split("-")
+        model = create_model(variant, mode, num_classes=len(CLASSES),
                              **{**recipe, **options})
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     curve, losses, start = [], [], time.perf_counter()
@@ -150,6 +156,8 @@ def main() -> None:
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
+    suffix += f"_lr{args.lr:g}" if args.lr != p.get_default("lr") else ""
+    suffix += f"_batch{args.batch}" if args.batch != p.get_default("batch") else ""
     suffix += "".join(f"_{k}-{v}" for k, v in options.items())
     suffix += f"_seed{args.seed}" if args.seed else ""
     path = write_results(f"rotation_fresh_{args.model}_{args.resolution}px_{args.fps}fps_"

@@ -19,7 +19,7 @@ clips averaged); ``val_top1_whole_video`` labels each whole validation video wit
 checkpoint in stream mode, as ``movinet label`` does.
 
 Prints markdown tables (accuracy; per-class recall) and writes
-benchmarks/results/train_quality[_<preset>].json.
+benchmarks/results/train_quality[_<preset>][_swaps][_seed<n>].json.
 """
 
 from __future__ import annotations
@@ -181,11 +181,12 @@ def main() -> None:
                          ["model", *next(iter(recalls.values()))]))
     name = "train_quality" if args.preset == "full" else f"train_quality_{args.preset}"
     name += "_swaps" if args.swaps else ""
+    name += f"_seed{args.seed}" if args.seed else ""
     path = write_results(name, {"preset": args.preset, "settings": preset,
                                 "prepared": prepare_size, "clip_fps": fps,
                                 "schedule": schedule or "constant",
                                 "eval_clips_per_video": eval_clips, "color_jitter": color_jitter,
-                                "swaps": args.swaps,
+                                "swaps": args.swaps, "seed": args.seed,
                                 "per_class_recall": recalls,
                                 "data_s": data_s,
                                 "prepare_s": prepare_s, "rows": rows})
