@@ -19,7 +19,7 @@ clips averaged); ``val_top1_whole_video`` labels each whole validation video wit
 checkpoint in stream mode, as ``movinet label`` does.
 
 Prints markdown tables (accuracy; per-class recall) and writes
-benchmarks/results/train_quality[_<preset>][_swaps][_seed<n>].json.
+benchmarks/results/train_quality[_<preset>][_swaps][_quantization_friendly][_seed<n>].json.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ def main() -> None:
     p.add_argument("--swaps", action="store_true",
                    help="flip clips and play them backwards at random, relabelling the motion "
                         "data's MIRROR_PAIRS / REVERSAL_PAIRS (hflip_swap, reverse_swap)")
+    p.add_argument("--quantization-friendly", action="store_true",
+                   help="A0-stream with ReLU6 and no squeeze-excitation "
+                        "(model.quantization_friendly)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=None,
                    help="keep the generated (and prepared) dataset here and reuse it next time "
@@ -150,6 +153,9 @@ def main() -> None:
                 augmentation=AugmentConfig(random_resized_crop=False, **jitter, **swaps))
             cfg = dataclasses.replace(cfg, data=data, tracking=dataclasses.replace(
                 cfg.tracking, register=False))
+            if args.quantization_friendly and model != "frame2d":
+                cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+                    cfg.model, quantization_friendly=True))
             start = time.perf_counter()
             result = train(cfg)
             wall = time.perf_counter() - start
@@ -181,12 +187,14 @@ def main() -> None:
                          ["model", *next(iter(recalls.values()))]))
     name = "train_quality" if args.preset == "full" else f"train_quality_{args.preset}"
     name += "_swaps" if args.swaps else ""
+    name += "_quantization_friendly" if args.quantization_friendly else ""
     name += f"_seed{args.seed}" if args.seed else ""
     path = write_results(name, {"preset": args.preset, "settings": preset,
                                 "prepared": prepare_size, "clip_fps": fps,
                                 "schedule": schedule or "constant",
                                 "eval_clips_per_video": eval_clips, "color_jitter": color_jitter,
                                 "swaps": args.swaps, "seed": args.seed,
+                                "quantization_friendly": args.quantization_friendly,
                                 "per_class_recall": recalls,
                                 "data_s": data_s,
                                 "prepare_s": prepare_s, "rows": rows})

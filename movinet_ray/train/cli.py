@@ -43,6 +43,8 @@ def register(sub) -> None:
                        help=f"{text} ({key})")
     p.add_argument("--freeze-backbone", action="store_true", default=None,
                    help="train only the classifier (model.freeze_backbone)")
+    p.add_argument("--quantization-friendly", action="store_true", default=None,
+                   help="ReLU6, no squeeze-excitation (model.quantization_friendly)")
     p.add_argument("--use-gpu", action="store_true", default=None,
                    help="one GPU per worker, DDP over NCCL (scaling.use_gpu)")
     p.set_defaults(func=_train)
@@ -77,6 +79,8 @@ def config_from_args(args: argparse.Namespace):
             overrides.append(f"{key}={value}")
     if args.freeze_backbone:
         overrides.append("model.freeze_backbone=true")
+    if args.quantization_friendly:
+        overrides.append("model.quantization_friendly=true")
     if args.use_gpu:
         overrides.append("scaling.use_gpu=true")
     return load_config(TrainConfig, args.config, overrides)

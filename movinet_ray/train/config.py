@@ -39,6 +39,9 @@ class ModelSection:
         rezero_init: MoViNets trained from random weights: the blocks' initial residual
             scale (None: the official 0, where the network starts as a per-frame one; 1
             started learning motion ~300 steps sooner on the synthetic directions).
+        quantization_friendly: a MoViNet with ReLU6 for hard-swish and no squeeze-excitation
+            (``model.quantize.QUANT_FRIENDLY``), which int8 serves with less loss. Official
+            weights have SE, so it starts from random weights or an earlier such model.
     """
 
     name: str = "a0-stream"
@@ -49,6 +52,7 @@ class ModelSection:
     stochastic_depth: float | None = None
     bn_momentum: float | None = None
     rezero_init: float | None = None
+    quantization_friendly: bool = False
 
     def __post_init__(self):
         if not _MODEL_NAME.match(self.name):
@@ -56,6 +60,9 @@ class ModelSection:
                               "or 'frame2d' / 'frame2d-aN'")
         if self.backbone_lr_mult < 0:
             raise ConfigError("model.backbone_lr_mult must be >= 0")
+        if self.quantization_friendly and self.architecture != "movinet":
+            raise ConfigError("model.quantization_friendly is a MoViNet option; the frame "
+                              "baseline has no squeeze-excitation to drop")
 
     @property
     def architecture(self) -> str:

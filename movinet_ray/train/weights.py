@@ -14,6 +14,7 @@ from torch import nn
 from ..config import ConfigError
 from ..model import ModelInfo, create_frame2d, create_model, load_kinetics600
 from ..model.checkpoint import ARCHITECTURES
+from ..model.quantize import QUANT_FRIENDLY
 from .config import ModelSection
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def _fresh(section: ModelSection, num_classes: int) -> nn.Module:
     overrides = _overrides(section)
     if section.rezero_init is not None:  # only a fresh network's init; loaded weights win
         overrides["rezero_init"] = section.rezero_init
+    if section.quantization_friendly:
+        overrides.update(QUANT_FRIENDLY)
     return create_model(section.variant, section.mode, num_classes, **overrides)
 
 
@@ -57,6 +60,10 @@ def initial_model(section: ModelSection, class_names: tuple[str, ...], seed: int
         if section.architecture != "movinet":
             raise ConfigError("kinetics600 weights exist for MoViNets only, not the frame "
                               "baseline")
+        if section.quantization_friendly:
+            raise ConfigError("kinetics600 weights have squeeze-excitation and hard-swish; "
+                              "model.quantization_friendly starts from random weights or an "
+                              "earlier quantization-friendly model")
         loaded, info = load_kinetics600(init[len("kinetics600:"):], section.variant,
                                         section.mode)
     else:
@@ -87,3 +94,10 @@ def _check_same_model(section: ModelSection, info: ModelInfo, init: str) -> None
         raise ConfigError(f"model.init {init} is a {got[0]} {got[1]}"
                           f"{'-' + got[2] if got[2] else ''}, but model.name is "
                           f"{section.name!r}; continue from the same model type")
+    if got_arch == "movinet":
+        friendly = all(info.config.get(k) == v for k, v in QUANT_FRIENDLY.items())
+        if friendly != section.quantization_friendly:
+            raise ConfigError(f"model.init {init} is {'' if friendly else 'not '}"
+                              "quantization-friendly (ReLU6, no SE), but "
+                              f"model.quantization_friendly is {section.quantization_friendly}; "
+                              "continue from the same model type")

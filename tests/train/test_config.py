@@ -59,12 +59,14 @@ def test_flags_beat_overrides_beat_yaml(tmp_path):
                     "data: {manifest: m.parquet}\n")
     args = build_parser().parse_args(shlex.split(
         f"train --config {path} train.steps=20 optim.lr=1e-2 --steps 30 --freeze-backbone "
-        "--init models:/motion@candidate --num-workers 4 --batch-size 32"))
+        "--init models:/motion@candidate --num-workers 4 --batch-size 32 "
+        "--quantization-friendly"))
     cfg = config_from_args(args)
     assert cfg.model.name == "a2-base"          # YAML
     assert cfg.optim.lr == 1e-2                 # override (YAML's 3e-4 read as a number)
     assert cfg.train.steps == 30                # flag
     assert cfg.model.freeze_backbone and cfg.model.init == "models:/motion@candidate"
+    assert cfg.model.quantization_friendly
     assert cfg.scaling.num_workers == 4 and cfg.micro_batch == 8
 
 

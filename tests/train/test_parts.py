@@ -8,6 +8,7 @@ import torch
 
 from movinet_ray.config import ConfigError, load_config
 from movinet_ray.model import create_model, model_info, save_model
+from movinet_ray.model.layers import SqueezeExcitation
 from movinet_ray.train import TrainConfig
 from movinet_ray.train.metrics import EvalSums, summarize
 from movinet_ray.train.optim import freeze_backbone_, lr_factor, make_optimizer, param_groups
@@ -114,6 +115,28 @@ def test_init_from_an_earlier_model_keeps_the_backbone_and_replaces_a_foreign_he
         initial_model(_cfg(f"model.init={path}", "model.name=frame2d").model, ("x", "y", "z"))
 
 
+def test_quantization_friendly_is_relu6_without_se_and_continues_only_its_kind(tmp_path):
+    def kinds(model):
+        return {type(m) for m in model.modules()}
+
+    friendly, _ = initial_model(_cfg("model.quantization_friendly=true").model, ("a", "b"))
+    standard, _ = initial_model(_cfg().model, ("a", "b"))
+    assert (friendly.cfg.activation, friendly.cfg.se_type) == ("relu6", "none")
+    assert torch.nn.ReLU6 in kinds(friendly) and SqueezeExcitation not in kinds(friendly)
+    assert SqueezeExcitation in kinds(standard) and torch.nn.ReLU6 not in kinds(standard)
+    path = save_model(tmp_path / "q.pt", friendly,
+                      model_info(friendly, ["a", "b"], resolution=64, fps=5, frames=8))
+    again, _ = initial_model(
+        _cfg(f"model.init={path}", "model.quantization_friendly=true").model, ("a", "b"))
+    assert again.cfg.se_type == "none"
+    for (name, a), b in zip(friendly.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="is quantization-friendly"):
+        initial_model(_cfg(f"model.init={path}").model, ("a", "b"))
+    with pytest.raises(ConfigError, match="MoViNet option"):
+        _cfg("model.name=frame2d", "model.quantization_friendly=true")
+
+
 def test_init_from_official_kinetics600_weights():
     weights = tf_fixture_dir("a0_stream") / "weights.npz"
     section = _cfg(f"model.init=kinetics600:{weights}").model
@@ -126,6 +149,9 @@ def test_init_from_official_kinetics600_weights():
     for name, value in official.state_dict().items():
         if not name.startswith("classifier.fc."):
             assert torch.equal(model.state_dict()[name], value), name
+    with pytest.raises(ConfigError, match="squeeze-excitation and hard-swish"):
+        initial_model(_cfg(f"model.init=kinetics600:{weights}",
+                           "model.quantization_friendly=true").model, ("a", "b"))
     with pytest.raises(ConfigError, match="MoViNets only"):
         initial_model(_cfg(f"model.init=kinetics600:{weights}", "model.name=frame2d").model,
                       ("a", "b"))
