@@ -12,6 +12,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --model a0-base     # A0 with centred (non-causal) convs
     python benchmarks/rotation_fresh.py --model a1-stream   # A1: 16 channels where A0 has 8
     python benchmarks/rotation_fresh.py --model c3d-late    # the 3D CNN, first 2 layers 1x3x3
+    python benchmarks/rotation_fresh.py --model c3d-dw      # 1x3x3 stem, then depthwise-separable
     python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
@@ -61,18 +62,49 @@ def render_batch(n: int, rng: np.random.Generator, size: int, fps: int, frames: 
     return torch.stack(clips).float() / 255, torch.tensor(labels)
 
 
+class DepthwiseConv3d(nn.Module):
+    """A depthwise 3D conv (centred padding) as one depthwise 2D conv per temporal tap: the
+    same result as ``nn.Conv3d(groups=channels)``, whose CPU kernel is ~50x slower."""
+
+    def __init__(self, channels: int, kernel, stride):
+        super().__init__()
+        kt, kh, kw = (kernel,) * 3 if isinstance(kernel, int) else kernel
+        self.stride = (1, 1) if stride == 1 else tuple(stride[1:])
+        self.weight = nn.Parameter(torch.empty(channels, 1, kt, kh, kw))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Conv3d's default init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        kt, kh, kw = self.weight.shape[2:]
+        x = F.pad(x, (0, 0, 0, 0, kt // 2, kt // 2))
+        out = 0
+        for k in range(kt):
+            frames = x[:, :, k:k + t].transpose(1, 2).reshape(b * t, c, h, w)
+            out = out + F.conv2d(frames, self.weight[:, :, k], stride=self.stride,
+                                 padding=(kh // 2, kw // 2), groups=c)
+        return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)
+
+
 class C3D(nn.Module):
     """Four dense conv + BN + ReLU layers, global average pool, linear. The first
-    ``spatial_layers`` are 1x3x3 (space only), the rest 3x3x3."""
+    ``spatial_layers`` are 1x3x3 (space only), the rest 3x3x3. ``depthwise`` splits every
+    layer after the first as MobileNets and MoViNets do: a 1x1x1 conv mixes channels, then a
+    depthwise conv filters each channel alone in space and time (both followed by BN + ReLU)."""
 
-    def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0):
+    def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0,
+                 depthwise: bool = False):
         super().__init__()
         layers, cin = [], 3
         for i, (cout, stride) in enumerate(((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
                                             (4 * width, (1, 2, 2)), (4 * width, 1))):
             kernel, pad = ((1, 3, 3), (0, 1, 1)) if i < spatial_layers else (3, 1)
-            layers += [nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False),
-                       nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+            separable = depthwise and i > 0  # the stem stays dense, as in MobileNets
+            if separable:
+                layers += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout),
+                           nn.ReLU(inplace=True)]
+            conv = (DepthwiseConv3d(cout, kernel, stride) if separable else
+                    nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False))
+            layers += [conv, nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(cin, num_classes)
@@ -84,9 +116,10 @@ class C3D(nn.Module):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="a0-stream",
-                   choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late"),
+                   choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late",
+                            "c3d-dw"),
                    help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
-                        "plain 3D CNN")
+                        "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3)")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
                    help="MoViNet's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
@@ -125,7 +158,9 @@ def main() -> None:
     fmt = dict(size=args.resolution, fps=args.fps, frames=args.frames)
     val_x, val_y = render_batch(400, np.random.default_rng(10_000 + args.seed), **fmt)
     if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
-        model = C3D(len(CLASSES), spatial_layers=2 if args.model == "c3d-late" else 0)
+        # c3d-dw: A0's layout in miniature, a 1x3x3 dense stem then depthwise-separable 3x3x3
+        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1}[args.model]
+        model = C3D(len(CLASSES), spatial_layers=spatial, depthwise=args.model == "c3d-dw")
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
