@@ -150,6 +150,8 @@ class LoopSection:
     a run's learning dynamics do not depend on how many workers it had. Every checkpoint is
     evaluated first (``checkpoint_every`` is a multiple of ``eval_every``), so each carries
     the validation top-1 that ranks it; the last step always evaluates and checkpoints.
+    ``target_top1``: end the run early at the first evaluation whose validation top-1
+    reaches it (that step is checkpointed and counts as the last); None trains all ``steps``.
     ``precision``: ``auto`` = bf16 autocast on GPU, fp32 on CPU.
     """
 
@@ -159,6 +161,7 @@ class LoopSection:
     eval_every: int = 200
     checkpoint_every: int = 200
     eval_batch_size: int = 16
+    target_top1: float | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
 
@@ -240,6 +243,8 @@ class TrainConfig:
         if t.checkpoint_every % t.eval_every:
             raise ConfigError("train.checkpoint_every must be a multiple of train.eval_every "
                               "(checkpoints are ranked by validation top-1)")
+        if t.target_top1 is not None and not 0 < t.target_top1 <= 1:
+            raise ConfigError(f"train.target_top1 must be in (0, 1], got {t.target_top1}")
         if t.precision in ("bf16", "fp16") and not s.use_gpu:
             raise ConfigError(f"train.precision={t.precision} needs GPUs (scaling.use_gpu); "
                               "CPU training runs in fp32")

@@ -131,6 +131,13 @@ def train_loop_per_worker(config: dict) -> None:
             report = evaluate(module, val_shard, num_classes, cfg, device, world)
             metrics.update({f"val/{k}": report[k] for k in
                             ("top1", "top5", "loss", "mean_class_recall", "videos")})
+            # top-1 is all-reduced, so every worker takes the same decision
+            target = cfg.train.target_top1
+            if target is not None and report["top1"] >= target and not last:
+                last = True
+                if rank == 0:
+                    log.info("step %d: val top-1 %.3f reached train.target_top1 %.3f; "
+                             "stopping", step, report["top1"], target)
         if logger is not None:
             logger.log(step, metrics)
             if report is not None or step == start + 1:
@@ -140,6 +147,8 @@ def train_loop_per_worker(config: dict) -> None:
                          f", val top-1 {report['top1']:.3f}" if report else "")
         if report is not None and (step % cfg.train.checkpoint_every == 0 or last):
             _checkpoint(step, module, optimizer, scheduler, scaler, report, rank, logger)
+        if last:
+            break
     if logger is not None:
         logger.flush()
 

@@ -88,6 +88,7 @@ def test_model_native_defaults():
     (["train.precision=bf16"], "needs GPUs"),
     (["optim.nesterov=true"], "unknown key"),
     (["data.decode_tasks=0"], "data.decode_tasks must be >= 1"),
+    (["train.target_top1=90"], r"target_top1 must be in \(0, 1\]"),
     ([], "data.manifest is required"),
 ])
 def test_refuses_what_cannot_work(overrides, message):
