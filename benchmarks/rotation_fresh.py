@@ -13,6 +13,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --model a1-stream   # A1: 16 channels where A0 has 8
     python benchmarks/rotation_fresh.py --model c3d-late    # the 3D CNN, first 2 layers 1x3x3
     python benchmarks/rotation_fresh.py --model c3d-dw      # 1x3x3 stem, then depthwise-separable
+    python benchmarks/rotation_fresh.py --model c3d-ib      # c3d-dw's layers as residual blocks
     python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
@@ -85,20 +86,47 @@ class DepthwiseConv3d(nn.Module):
         return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)
 
 
+class InvertedResidual(nn.Module):
+    """MoViNet's block in miniature: a 1x1x1 conv + BN + ReLU, a depthwise 3x3x3 conv + BN +
+    ReLU, then a *linear* 1x1x1 projection + BN, added to the input times a ReZero scale
+    that starts at 1 (the demo recipe's ``rezero_init``). Where the shape changes, the
+    input reaches the sum through an average pool and a 1x1x1 conv + BN, as in MoViNet."""
+
+    def __init__(self, cin: int, cout: int, stride):
+        super().__init__()
+        self.branch = nn.Sequential(
+            nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+            DepthwiseConv3d(cout, 3, stride), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+            nn.Conv3d(cout, cout, 1, bias=False), nn.BatchNorm3d(cout))
+        skip = [] if stride == 1 else [nn.AvgPool3d((1, 2, 2))]
+        if cin != cout:
+            skip += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout)]
+        self.skip = nn.Sequential(*skip)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.scale * self.branch(x)
+
+
 class C3D(nn.Module):
     """Four dense conv + BN + ReLU layers, global average pool, linear. The first
     ``spatial_layers`` are 1x3x3 (space only), the rest 3x3x3. ``depthwise`` splits every
     layer after the first as MobileNets and MoViNets do: a 1x1x1 conv mixes channels, then a
-    depthwise conv filters each channel alone in space and time (both followed by BN + ReLU)."""
+    depthwise conv filters each channel alone in space and time (both followed by BN + ReLU).
+    ``residual`` makes those layers :class:`InvertedResidual` blocks instead."""
 
     def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0,
-                 depthwise: bool = False):
+                 depthwise: bool = False, residual: bool = False):
         super().__init__()
         layers, cin = [], 3
         for i, (cout, stride) in enumerate(((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
                                             (4 * width, (1, 2, 2)), (4 * width, 1))):
             kernel, pad = ((1, 3, 3), (0, 1, 1)) if i < spatial_layers else (3, 1)
             separable = depthwise and i > 0  # the stem stays dense, as in MobileNets
+            if separable and residual:
+                layers.append(InvertedResidual(cin, cout, stride))
+                cin = cout
+                continue
             if separable:
                 layers += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout),
                            nn.ReLU(inplace=True)]
@@ -117,9 +145,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="a0-stream",
                    choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late",
-                            "c3d-dw"),
+                            "c3d-dw", "c3d-ib"),
                    help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
-                        "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3)")
+                        "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3; "
+                        "c3d-ib: those layers as residual blocks with a linear projection)")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
                    help="MoViNet's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
@@ -159,8 +188,11 @@ def main() -> None:
     val_x, val_y = render_batch(400, np.random.default_rng(10_000 + args.seed), **fmt)
     if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
         # c3d-dw: A0's layout in miniature, a 1x3x3 dense stem then depthwise-separable 3x3x3
-        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1}[args.model]
-        model = C3D(len(CLASSES), spatial_layers=spatial, depthwise=args.model == "c3d-dw")
+        # c3d-ib: c3d-dw's layers as MoViNet-style residual blocks (linear projection, ReZero)
+        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1, "c3d-ib": 1}[args.model]
+        model = C3D(len(CLASSES), spatial_layers=spatial,
+                    depthwise=args.model in ("c3d-dw", "c3d-ib"),
+                    residual=args.model == "c3d-ib")
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
