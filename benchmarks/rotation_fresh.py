@@ -15,6 +15,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --model c3d-dw      # 1x3x3 stem, then depthwise-separable
     python benchmarks/rotation_fresh.py --model c3d-ib      # c3d-dw's layers as residual blocks
     python benchmarks/rotation_fresh.py --model c3d-se      # c3d-ib with squeeze-excitation
+    python benchmarks/rotation_fresh.py --model c3d-hs      # c3d-se with hard-swish, as MoViNet
     python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
@@ -91,11 +92,11 @@ class SqueezeExcitation3d(nn.Module):
     """MoViNet-base's squeeze-excitation: the channels' mean over the whole clip, through a
     bottleneck (a quarter of the channels, ReLU), gates every channel with a sigmoid."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, act=nn.ReLU):
         super().__init__()
         hidden = max(8, channels // 4)
         self.gate = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Conv3d(channels, hidden, 1),
-                                  nn.ReLU(inplace=True), nn.Conv3d(hidden, channels, 1),
+                                  act(), nn.Conv3d(hidden, channels, 1),
                                   nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,12 +110,12 @@ class InvertedResidual(nn.Module):
     Where the shape changes, the input reaches the sum through an average pool and a 1x1x1
     conv + BN, as in MoViNet."""
 
-    def __init__(self, cin: int, cout: int, stride, se: bool = False):
+    def __init__(self, cin: int, cout: int, stride, se: bool = False, act=nn.ReLU):
         super().__init__()
         self.branch = nn.Sequential(
-            nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
-            DepthwiseConv3d(cout, 3, stride), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
-            *([SqueezeExcitation3d(cout)] if se else []),
+            nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout), act(),
+            DepthwiseConv3d(cout, 3, stride), nn.BatchNorm3d(cout), act(),
+            *([SqueezeExcitation3d(cout, act)] if se else []),
             nn.Conv3d(cout, cout, 1, bias=False), nn.BatchNorm3d(cout))
         skip = [] if stride == 1 else [nn.AvgPool3d((1, 2, 2))]
         if cin != cout:
@@ -132,10 +133,12 @@ class C3D(nn.Module):
     layer after the first as MobileNets and MoViNets do: a 1x1x1 conv mixes channels, then a
     depthwise conv filters each channel alone in space and time (both followed by BN + ReLU).
     ``residual`` makes those layers :class:`InvertedResidual` blocks instead (with
-    squeeze-excitation if ``se``)."""
+    squeeze-excitation if ``se``). ``act`` is every activation's class (ReLU, or MoViNet's
+    Hardswish)."""
 
     def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0,
-                 depthwise: bool = False, residual: bool = False, se: bool = False):
+                 depthwise: bool = False, residual: bool = False, se: bool = False,
+                 act=nn.ReLU):
         super().__init__()
         layers, cin = [], 3
         for i, (cout, stride) in enumerate(((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
@@ -143,15 +146,14 @@ class C3D(nn.Module):
             kernel, pad = ((1, 3, 3), (0, 1, 1)) if i < spatial_layers else (3, 1)
             separable = depthwise and i > 0  # the stem stays dense, as in MobileNets
             if separable and residual:
-                layers.append(InvertedResidual(cin, cout, stride, se))
+                layers.append(InvertedResidual(cin, cout, stride, se, act))
                 cin = cout
                 continue
             if separable:
-                layers += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout),
-                           nn.ReLU(inplace=True)]
+                layers += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout), act()]
             conv = (DepthwiseConv3d(cout, kernel, stride) if separable else
                     nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, bias=False))
-            layers += [conv, nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+            layers += [conv, nn.BatchNorm3d(cout), act()]
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(cin, num_classes)
@@ -164,11 +166,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="a0-stream",
                    choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late",
-                            "c3d-dw", "c3d-ib", "c3d-se"),
+                            "c3d-dw", "c3d-ib", "c3d-se", "c3d-hs"),
                    help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
                         "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3; "
                         "c3d-ib: those layers as residual blocks with a linear projection; "
-                        "c3d-se: c3d-ib with squeeze-excitation)")
+                        "c3d-se: c3d-ib with squeeze-excitation; c3d-hs: c3d-se with hard-swish)")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
                    help="MoViNet's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
@@ -209,10 +211,13 @@ def main() -> None:
     if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
         # c3d-dw: A0's layout in miniature, a 1x3x3 dense stem then depthwise-separable 3x3x3
         # c3d-ib: c3d-dw's layers as MoViNet-style residual blocks (linear projection, ReZero)
-        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1, "c3d-ib": 1, "c3d-se": 1}[args.model]
+        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1, "c3d-ib": 1, "c3d-se": 1,
+                   "c3d-hs": 1}[args.model]
         model = C3D(len(CLASSES), spatial_layers=spatial,
-                    depthwise=args.model in ("c3d-dw", "c3d-ib", "c3d-se"),
-                    residual=args.model in ("c3d-ib", "c3d-se"), se=args.model == "c3d-se")
+                    depthwise=args.model in ("c3d-dw", "c3d-ib", "c3d-se", "c3d-hs"),
+                    residual=args.model in ("c3d-ib", "c3d-se", "c3d-hs"),
+                    se=args.model in ("c3d-se", "c3d-hs"),
+                    act=nn.Hardswish if args.model == "c3d-hs" else nn.ReLU)
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
