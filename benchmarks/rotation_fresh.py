@@ -90,7 +90,7 @@ class DepthwiseConv3d(nn.Module):
 
 class SqueezeExcitation3d(nn.Module):
     """MoViNet-base's squeeze-excitation: the channels' mean over the whole clip, through a
-    bottleneck (a quarter of the channels, ReLU), gates every channel with a sigmoid."""
+    bottleneck (a quarter of the channels, ``act``), gates every channel with a sigmoid."""
 
     def __init__(self, channels: int, act=nn.ReLU):
         super().__init__()
@@ -104,8 +104,8 @@ class SqueezeExcitation3d(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MoViNet's block in miniature: a 1x1x1 conv + BN + ReLU, a depthwise 3x3x3 conv + BN +
-    ReLU (then squeeze-excitation if ``se``), then a *linear* 1x1x1 projection + BN, added to
+    """MoViNet's block in miniature: a 1x1x1 conv + BN + ``act``, a depthwise 3x3x3 conv + BN
+    + ``act`` (then squeeze-excitation if ``se``), then a *linear* 1x1x1 projection + BN, added to
     the input times a ReZero scale that starts at 1 (the demo recipe's ``rezero_init``).
     Where the shape changes, the input reaches the sum through an average pool and a 1x1x1
     conv + BN, as in MoViNet."""
@@ -162,11 +162,21 @@ class C3D(nn.Module):
         return self.head(self.features(x).mean((2, 3, 4))), None
 
 
+# The 3D CNN controls, each one step closer to A0 than the one before (from c3d-dw on).
+C3D_VARIANTS = {
+    "c3d": {},
+    "c3d-late": dict(spatial_layers=2),  # time first mixed on the 16x16 map (at 64 px)
+    "c3d-dw": dict(spatial_layers=1, depthwise=True),  # a 1x3x3 stem, depthwise-separable
+    "c3d-ib": dict(spatial_layers=1, depthwise=True, residual=True),
+    "c3d-se": dict(spatial_layers=1, depthwise=True, residual=True, se=True),
+    "c3d-hs": dict(spatial_layers=1, depthwise=True, residual=True, se=True, act=nn.Hardswish),
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="a0-stream",
-                   choices=("a0-stream", "a0-base", "a1-stream", "a1-base", "c3d", "c3d-late",
-                            "c3d-dw", "c3d-ib", "c3d-se", "c3d-hs"),
+                   choices=("a0-stream", "a0-base", "a1-stream", "a1-base", *C3D_VARIANTS),
                    help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
                         "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3; "
                         "c3d-ib: those layers as residual blocks with a linear projection; "
@@ -208,16 +218,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     fmt = dict(size=args.resolution, fps=args.fps, frames=args.frames)
     val_x, val_y = render_batch(400, np.random.default_rng(10_000 + args.seed), **fmt)
-    if args.model.startswith("c3d"):  # c3d-late: time first mixed on the 16x16 map (at 64 px)
-        # c3d-dw: A0's layout in miniature, a 1x3x3 dense stem then depthwise-separable 3x3x3
-        # c3d-ib: c3d-dw's layers as MoViNet-style residual blocks (linear projection, ReZero)
-        spatial = {"c3d": 0, "c3d-late": 2, "c3d-dw": 1, "c3d-ib": 1, "c3d-se": 1,
-                   "c3d-hs": 1}[args.model]
-        model = C3D(len(CLASSES), spatial_layers=spatial,
-                    depthwise=args.model in ("c3d-dw", "c3d-ib", "c3d-se", "c3d-hs"),
-                    residual=args.model in ("c3d-ib", "c3d-se", "c3d-hs"),
-                    se=args.model in ("c3d-se", "c3d-hs"),
-                    act=nn.Hardswish if args.model == "c3d-hs" else nn.ReLU)
+    if args.model in C3D_VARIANTS:
+        model = C3D(len(CLASSES), **C3D_VARIANTS[args.model])
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
