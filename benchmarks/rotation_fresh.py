@@ -16,7 +16,12 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --model c3d-ib      # c3d-dw's layers as residual blocks
     python benchmarks/rotation_fresh.py --model c3d-se      # c3d-ib with squeeze-excitation
     python benchmarks/rotation_fresh.py --model c3d-hs      # c3d-se with hard-swish, as MoViNet
+    python benchmarks/rotation_fresh.py --model c3d-a0front # c3d-hs with A0's first two layers
+    python benchmarks/rotation_fresh.py --model c3d-a0front-narrow  # ... and A0's 32 channels
     python benchmarks/rotation_fresh.py --set causal=false  # one MoViNetConfig option changed
+    python benchmarks/rotation_fresh.py --head swap         # A0 with the 3D CNNs' linear head
+    python benchmarks/rotation_fresh.py --stages 3          # A0's first three block stages only
+    python benchmarks/rotation_fresh.py --init torch        # A0 initialised as the 3D CNNs are
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -27,13 +32,14 @@ clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neit
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
-[_<conv-type>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
+[_<conv-type>][_head-swap][_stages<n>][_init-torch][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
 [_seed<n>].json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -107,16 +113,19 @@ class InvertedResidual(nn.Module):
     """MoViNet's block in miniature: a 1x1x1 conv + BN + ``act``, a depthwise 3x3x3 conv + BN
     + ``act`` (then squeeze-excitation if ``se``), then a *linear* 1x1x1 projection + BN, added to
     the input times a ReZero scale that starts at 1 (the demo recipe's ``rezero_init``).
+    The expansion width is ``cout`` unless ``expand`` is given.
     Where the shape changes, the input reaches the sum through an average pool and a 1x1x1
     conv + BN, as in MoViNet."""
 
-    def __init__(self, cin: int, cout: int, stride, se: bool = False, act=nn.ReLU):
+    def __init__(self, cin: int, cout: int, stride, se: bool = False, act=nn.ReLU,
+                 expand: int | None = None, kernel=3):
         super().__init__()
+        expand = expand or cout
         self.branch = nn.Sequential(
-            nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout), act(),
-            DepthwiseConv3d(cout, 3, stride), nn.BatchNorm3d(cout), act(),
-            *([SqueezeExcitation3d(cout, act)] if se else []),
-            nn.Conv3d(cout, cout, 1, bias=False), nn.BatchNorm3d(cout))
+            nn.Conv3d(cin, expand, 1, bias=False), nn.BatchNorm3d(expand), act(),
+            DepthwiseConv3d(expand, kernel, stride), nn.BatchNorm3d(expand), act(),
+            *([SqueezeExcitation3d(expand, act)] if se else []),
+            nn.Conv3d(expand, cout, 1, bias=False), nn.BatchNorm3d(cout))
         skip = [] if stride == 1 else [nn.AvgPool3d((1, 2, 2))]
         if cin != cout:
             skip += [nn.Conv3d(cin, cout, 1, bias=False), nn.BatchNorm3d(cout)]
@@ -127,6 +136,49 @@ class InvertedResidual(nn.Module):
         return self.skip(x) + self.scale * self.branch(x)
 
 
+class A0Head(nn.Module):
+    """MoViNet-A0's head on any features: a 1x1x1 projection to 480 channels + BN + ``act``,
+    the global average pool, a dense 2048 + swish and the class layer (He-normal dense, the
+    class layer's weights at std 0.01, as :func:`movinet_ray.model.layers.init_weights`)."""
+
+    def __init__(self, cin: int, num_classes: int, act=nn.Hardswish):
+        super().__init__()
+        self.project = nn.Sequential(nn.Conv3d(cin, 480, 1, bias=False), nn.BatchNorm3d(480),
+                                     act())
+        self.hidden, self.fc = nn.Linear(480, 2048), nn.Linear(2048, num_classes)
+        nn.init.kaiming_normal_(self.hidden.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(self.hidden.bias)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.silu(self.hidden(self.project(x).mean((2, 3, 4)))))
+
+
+class LinearClassifier(nn.Module):
+    """A MoViNet classifier replaced by one linear layer on the pooled features (the 3D CNNs'
+    head), called as :class:`movinet_ray.model.layers.ClassifierHead` is."""
+
+    def __init__(self, cin: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, pooled: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return pooled if pre_logits else self.fc(pooled)
+
+
+def torch_default_init_(model: nn.Module) -> None:
+    """PyTorch's default initialisation for every convolution and dense layer of a MoViNet
+    (its depthwise temporal kernels are bare parameters: the same rule, by hand)."""
+    from movinet_ray.model.layers import _DepthwiseTemporalBN
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.reset_parameters()
+        elif isinstance(m, _DepthwiseTemporalBN):
+            nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5)
+
+
 class C3D(nn.Module):
     """Four dense conv + BN + ReLU layers, global average pool, linear. The first
     ``spatial_layers`` are 1x3x3 (space only), the rest 3x3x3. ``depthwise`` splits every
@@ -134,15 +186,25 @@ class C3D(nn.Module):
     depthwise conv filters each channel alone in space and time (both followed by BN + ReLU).
     ``residual`` makes those layers :class:`InvertedResidual` blocks instead (with
     squeeze-excitation if ``se``). ``act`` is every activation's class (ReLU, or MoViNet's
-    Hardswish)."""
+    Hardswish). ``a0_head`` puts :class:`A0Head` where the global pool and linear layer are.
+    ``a0_front`` replaces the first two layers by A0's: an 8-channel 1x3x3 stem and its first
+    block (expansion 24, a 1x5x5 depthwise conv, 8 channels out), both stride 2 and space
+    only, so time is first mixed on the 16x16 map (at 64 px) from 8 channels."""
 
     def __init__(self, num_classes: int, width: int = 24, spatial_layers: int = 0,
                  depthwise: bool = False, residual: bool = False, se: bool = False,
-                 act=nn.ReLU):
+                 act=nn.ReLU, a0_head: bool = False, a0_front: bool = False):
         super().__init__()
         layers, cin = [], 3
+        if a0_front:
+            layers += [nn.Conv3d(3, 8, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1),
+                                 bias=False), nn.BatchNorm3d(8), act(),
+                       InvertedResidual(8, 8, (1, 2, 2), se, act, expand=24, kernel=(1, 5, 5))]
+            cin = 8
         for i, (cout, stride) in enumerate(((width, (1, 2, 2)), (2 * width, (1, 2, 2)),
                                             (4 * width, (1, 2, 2)), (4 * width, 1))):
+            if a0_front and i < 2:
+                continue
             kernel, pad = ((1, 3, 3), (0, 1, 1)) if i < spatial_layers else (3, 1)
             separable = depthwise and i > 0  # the stem stays dense, as in MobileNets
             if separable and residual:
@@ -156,10 +218,12 @@ class C3D(nn.Module):
             layers += [conv, nn.BatchNorm3d(cout), act()]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, num_classes)
+        self.a0_head = A0Head(cin, num_classes, act) if a0_head else None
+        self.head = None if a0_head else nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor):
-        return self.head(self.features(x).mean((2, 3, 4))), None
+        x = self.features(x)
+        return (self.a0_head(x) if self.a0_head else self.head(x.mean((2, 3, 4)))), None
 
 
 # The 3D CNN controls, each one step closer to A0 than the one before (from c3d-dw on).
@@ -170,6 +234,10 @@ C3D_VARIANTS = {
     "c3d-ib": dict(spatial_layers=1, depthwise=True, residual=True),
     "c3d-se": dict(spatial_layers=1, depthwise=True, residual=True, se=True),
     "c3d-hs": dict(spatial_layers=1, depthwise=True, residual=True, se=True, act=nn.Hardswish),
+    "c3d-a0front": dict(spatial_layers=1, depthwise=True, residual=True, se=True,
+                        act=nn.Hardswish, a0_front=True),
+    "c3d-a0front-narrow": dict(spatial_layers=1, depthwise=True, residual=True, se=True,
+                               act=nn.Hardswish, a0_front=True, width=8),  # A0's 32 channels
 }
 
 
@@ -180,10 +248,21 @@ def main() -> None:
                    help="a MoViNet variant-mode (a1: A0's layout twice as wide early on) or a "
                         "plain 3D CNN (c3d-dw: a 1x3x3 stem, then depthwise-separable 3x3x3; "
                         "c3d-ib: those layers as residual blocks with a linear projection; "
-                        "c3d-se: c3d-ib with squeeze-excitation; c3d-hs: c3d-se with hard-swish)")
+                        "c3d-se: c3d-ib with squeeze-excitation; c3d-hs: c3d-se with hard-swish; "
+                        "c3d-a0front: c3d-hs with A0's 8-channel, space-only first two layers)")
     p.add_argument("--conv-type", choices=("3d", "2plus1d"), default=None,
                    help="MoViNet's temporal convolutions: 3x3x3 depthwise (3d) or a 1x3x3 then a "
                         "3x1x1 depthwise (2plus1d); default: the mode's (base 3d, stream 2plus1d)")
+    p.add_argument("--head", choices=("native", "swap"), default="native",
+                   help="swap: the MoViNets get the 3D CNNs' head (one linear layer on the "
+                        "pooled features) and the 3D CNNs get A0's (480 projection, 2048 dense)")
+    p.add_argument("--init", choices=("native", "torch"), default="native",
+                   help="torch: every MoViNet convolution and dense layer re-initialised as "
+                        "PyTorch does by default (Kaiming-uniform, a=sqrt(5): weights ~2.4x "
+                        "smaller than MoViNet's He-normal), as the 3D CNNs are")
+    p.add_argument("--stages", type=int, default=None,
+                   help="MoViNets: keep only the first N of the variant's five block stages "
+                        "(the head follows the last kept one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a MoViNetConfig option for the MoViNet models, e.g. se_type=3d, "
                         "causal=true (repeatable)")
@@ -219,13 +298,23 @@ def main() -> None:
     fmt = dict(size=args.resolution, fps=args.fps, frames=args.frames)
     val_x, val_y = render_batch(400, np.random.default_rng(10_000 + args.seed), **fmt)
     if args.model in C3D_VARIANTS:
-        model = C3D(len(CLASSES), **C3D_VARIANTS[args.model])
+        model = C3D(len(CLASSES), **C3D_VARIANTS[args.model], a0_head=args.head == "swap")
     else:  # the demo recipe's model settings (train/demo.py, motion_config)
         recipe = dict(bn_momentum=0.1, dropout=0.0, rezero_init=1.0,
                       **({"conv_type": args.conv_type} if args.conv_type else {}))
         variant, mode = args.model.split("-")
+        if args.stages:  # a shorter network, registered as a variant of its own
+            from movinet_ray.model.configs import VARIANTS
+            spec = VARIANTS[variant]
+            variant = f"{variant}s{args.stages}"
+            VARIANTS[variant] = dataclasses.replace(spec, name=variant,
+                                                    stages=spec.stages[:args.stages])
         model = create_model(variant, mode, num_classes=len(CLASSES),
                              **{**recipe, **options})
+        if args.head == "swap":
+            model.classifier = LinearClassifier(model.num_features, len(CLASSES))
+        if args.init == "torch":
+            torch_default_init_(model)
     if args.optimizer == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.9, eps=1.0,
                                   momentum=0.9, weight_decay=args.weight_decay)
@@ -260,6 +349,9 @@ def main() -> None:
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
+    suffix += "_head-swap" if args.head == "swap" else ""
+    suffix += f"_stages{args.stages}" if args.stages else ""
+    suffix += "_init-torch" if args.init == "torch" else ""
     suffix += f"_{args.optimizer}" if args.optimizer != "adamw" else ""
     suffix += f"_lr{args.lr:g}" if args.lr != p.get_default("lr") else ""
     suffix += f"_batch{args.batch}" if args.batch != p.get_default("batch") else ""
