@@ -22,6 +22,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --head swap         # A0 with the 3D CNNs' linear head
     python benchmarks/rotation_fresh.py --stages 3          # A0's first three block stages only
     python benchmarks/rotation_fresh.py --init torch        # A0 initialised as the 3D CNNs are
+    python benchmarks/rotation_fresh.py --deep-rezero 0     # A0's stages 3-5 start as shortcuts
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -32,7 +33,7 @@ clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neit
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
-[_<conv-type>][_head-swap][_stages<n>][_init-torch][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
+[_<conv-type>][_head-swap][_stages<n>][_init-torch][_deep-rezero<s>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
 [_seed<n>].json.
 """
 
@@ -260,6 +261,9 @@ def main() -> None:
                    help="torch: every MoViNet convolution and dense layer re-initialised as "
                         "PyTorch does by default (Kaiming-uniform, a=sqrt(5): weights ~2.4x "
                         "smaller than MoViNet's He-normal), as the 3D CNNs are")
+    p.add_argument("--deep-rezero", type=float, default=None, metavar="SCALE",
+                   help="MoViNets: the initial ReZero scale of every block after the second "
+                        "stage (A0: the 56- and 104-channel stages), the recipe's 1 elsewhere")
     p.add_argument("--stages", type=int, default=None,
                    help="MoViNets: keep only the first N of the variant's five block stages "
                         "(the head follows the last kept one)")
@@ -315,6 +319,11 @@ def main() -> None:
             model.classifier = LinearClassifier(model.num_features, len(CLASSES))
         if args.init == "torch":
             torch_default_init_(model)
+        if args.deep_rezero is not None:
+            with torch.no_grad():
+                for stage in model.blocks[2:]:
+                    for block in stage:
+                        block.rezero.fill_(args.deep_rezero)
     if args.optimizer == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.9, eps=1.0,
                                   momentum=0.9, weight_decay=args.weight_decay)
@@ -352,6 +361,7 @@ def main() -> None:
     suffix += "_head-swap" if args.head == "swap" else ""
     suffix += f"_stages{args.stages}" if args.stages else ""
     suffix += "_init-torch" if args.init == "torch" else ""
+    suffix += f"_deep-rezero{args.deep_rezero:g}" if args.deep_rezero is not None else ""
     suffix += f"_{args.optimizer}" if args.optimizer != "adamw" else ""
     suffix += f"_lr{args.lr:g}" if args.lr != p.get_default("lr") else ""
     suffix += f"_batch{args.batch}" if args.batch != p.get_default("batch") else ""
