@@ -139,21 +139,21 @@ class InvertedResidual(nn.Module):
 
 class A0Head(nn.Module):
     """MoViNet-A0's head on any features: a 1x1x1 projection to 480 channels + BN + ``act``,
-    the global average pool, a dense 2048 + swish and the class layer (He-normal dense, the
-    class layer's weights at std 0.01, as :func:`movinet_ray.model.layers.init_weights`)."""
+    the global average pool, then the package's classifier (dense 2048 + swish, the class
+    layer) with its from-scratch init."""
 
     def __init__(self, cin: int, num_classes: int, act=nn.Hardswish):
+        from movinet_ray.model.configs import CLASSIFIER_HIDDEN
+        from movinet_ray.model.layers import ClassifierHead, init_weights
+
         super().__init__()
         self.project = nn.Sequential(nn.Conv3d(cin, 480, 1, bias=False), nn.BatchNorm3d(480),
                                      act())
-        self.hidden, self.fc = nn.Linear(480, 2048), nn.Linear(2048, num_classes)
-        nn.init.kaiming_normal_(self.hidden.weight, mode="fan_in", nonlinearity="relu")
-        nn.init.zeros_(self.hidden.bias)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        self.classifier = ClassifierHead(480, CLASSIFIER_HIDDEN, num_classes, "swish", 0.0)
+        init_weights(self.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(F.silu(self.hidden(self.project(x).mean((2, 3, 4)))))
+        return self.classifier(self.project(x).mean((2, 3, 4)))
 
 
 class LinearClassifier(nn.Module):
