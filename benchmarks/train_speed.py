@@ -4,8 +4,11 @@ The real job (`movinet_ray.train.train`: Ray Data decoding, DDP, MLflow logging)
 A0-stream at a small resolution with the same global batch on one worker (two torch threads)
 and on two workers (one thread each); clips/s is the median of the per-step values rank 0
 logged to MLflow after the first steps (start-up and the first decoding pass excluded).
+Ray is started as the package starts it (`init_ray`), so Ray Data's scheduling loop is paced
+(`movinet_ray.ray_init.pace_ray_data`); `--data-loop-pause 0` measures without the pause.
 
     python benchmarks/train_speed.py [--steps 60] [--resolution 64] [--frames 8]
+                                     [--data-loop-pause S]
 
 Prints a markdown table and writes benchmarks/results/train_speed.json.
 """
@@ -58,11 +61,18 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--data-loop-pause", type=float, default=None,
+                   help="seconds; default: the package's (movinet_ray.ray_init)")
     args = p.parse_args()
 
     import ray
 
+    from movinet_ray import ray_init
     from movinet_ray.data import generate_synthetic_dataset
+
+    if args.data_loop_pause is not None:  # the workers of the local Ray inherit it
+        os.environ[ray_init.DATA_LOOP_PAUSE_ENV] = str(args.data_loop_pause)
+    pause = float(os.environ.get(ray_init.DATA_LOOP_PAUSE_ENV, ray_init.DATA_LOOP_PAUSE_S))
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -71,7 +81,7 @@ def main() -> None:
             videos_per_class=10, seed=0, size="128x96", fps=10, seconds=3)
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
         # 2 CPUs for the workers + 1 for Ray Data decoding (logical; the machine has 2 cores)
-        ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+        ray_init.init_ray("local", num_cpus=3, include_dashboard=False, log_to_driver=False)
         try:
             rows = [run(w, args, workdir, manifest, uri) for w in (1, 2)]
         finally:
@@ -80,11 +90,13 @@ def main() -> None:
         row["speedup"] = row["clips_per_s"] / rows[0]["clips_per_s"]
     m = machine()
     print(f"A0-stream {args.frames}x{args.resolution}, global batch {args.batch}, "
-          f"{m['cpu']} ({m['cores']} cores), torch {m['torch']}")
+          f"data loop pause {pause} s, {m['cpu']} ({m['cores']} cores), torch {m['torch']}")
     print(markdown_table(rows, ["workers", "micro_batch", "global_batch", "clips_per_s",
                                 "step_s", "speedup", "steps_measured"]))
-    path = write_results("train_speed", {"model": "a0-stream", "resolution": args.resolution,
-                                         "frames": args.frames, "rows": rows})
+    name = "train_speed" if pause > 0 else "train_speed_unpaced"
+    path = write_results(name, {"model": "a0-stream", "resolution": args.resolution,
+                                "frames": args.frames, "data_loop_pause_s": pause,
+                                "rows": rows})
     print(f"wrote {path}")
 
 
