@@ -53,10 +53,11 @@ def pace_ray_data() -> None:
     the middle of a step), ``ray.wait`` returns at once and the loop spins. In training that
     loop runs in the ``SplitCoordinator`` actor feeding the Ray Train workers, and it took
     75 % of a core of the 2-core demo machine (A0 with the demo recipe: 1.38 s a step
-    without the pause, 0.77 s with it; ``benchmarks/train_speed.py`` compares both). A pause
-    costs at most that much latency per scheduling decision, which steps of tens of
-    milliseconds or more do not notice. Only local Rays started by :func:`init_ray` install
-    it (small machines, where the spin competes with training for the few cores).
+    without the pause, 0.77 s with it; ``benchmarks/train_speed.py`` compares both). The
+    loop pauses only while its output queue holds data for a consumer that has not taken it,
+    so a fast consumer (a GPU) that waits for data is never slowed. Only local Rays started
+    by :func:`init_ray` install it (small machines, where the spin competes with training for
+    the few cores).
 
     The executor is patched when it is first imported, so workers that never use Ray Data
     (Serve replicas, most actors) do not pay for importing it.
@@ -81,7 +82,7 @@ def _pace(executor: type, pause: float) -> None:
 
     def paced_step(self, topology):
         more = step(self, topology)
-        if more:
+        if more and not self._consumer_idling():  # outputs wait for a busy consumer
             time.sleep(pause)
         return more
 

@@ -43,8 +43,19 @@ def test_pause_comes_from_the_environment_and_zero_turns_it_off(monkeypatch):
     ray_init.pace_ray_data()
     paced = StreamingExecutor._scheduling_loop_step
     assert paced.paced
-    assert paced(None, "next") is True and paced(None, "last") is False
-    assert calls == ["next", "last"] and sleeps == [0.01]  # no pause after the last step
+
+    class Executor:
+        idle = False
+
+        def _consumer_idling(self):
+            return self.idle
+
+    busy, waiting = Executor(), Executor()
+    waiting.idle = True
+    assert paced(busy, "next") is True and paced(busy, "last") is False
+    assert sleeps == [0.01]  # no pause after the last step
+    assert paced(waiting, "next") is True and sleeps == [0.01]  # nor for a waiting consumer
+    assert calls == ["next", "last", "next"]
     ray_init.pace_ray_data()  # installing twice does not pause twice
     assert StreamingExecutor._scheduling_loop_step is paced
 
