@@ -8,7 +8,7 @@ Ray is started as the package starts it (`init_ray`), so Ray Data's scheduling l
 (`movinet_ray.ray_init.pace_ray_data`); `--data-loop-pause 0` measures without the pause.
 
     python benchmarks/train_speed.py [--steps 60] [--resolution 64] [--frames 8]
-                                     [--data-loop-pause S]
+                                     [--data-loop-pause S] [--workers 1,2]
 
 Prints a markdown table and writes benchmarks/results/train_speed.json.
 """
@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
     p.add_argument("--data-loop-pause", type=float, default=None,
                    help="seconds; default: the package's (movinet_ray.ray_init)")
     args = p.parse_args()
@@ -83,7 +84,8 @@ def main() -> None:
         # 2 CPUs for the workers + 1 for Ray Data decoding (logical; the machine has 2 cores)
         ray_init.init_ray("local", num_cpus=3, include_dashboard=False, log_to_driver=False)
         try:
-            rows = [run(w, args, workdir, manifest, uri) for w in (1, 2)]
+            rows = [run(int(w), args, workdir, manifest, uri)
+                    for w in args.workers.split(",")]
         finally:
             ray.shutdown()
     for row in rows:
@@ -93,7 +95,9 @@ def main() -> None:
           f"data loop pause {pause} s, {m['cpu']} ({m['cores']} cores), torch {m['torch']}")
     print(markdown_table(rows, ["workers", "micro_batch", "global_batch", "clips_per_s",
                                 "step_s", "speedup", "steps_measured"]))
-    name = "train_speed" if pause > 0 else "train_speed_unpaced"
+    name = ("train_speed" + (f"_batch{args.batch}" if args.batch != 8 else "")
+            + (f"_workers{args.workers.replace(',', '-')}" if args.workers != "1,2" else "")
+            + ("_unpaced" if pause <= 0 else ""))
     path = write_results(name, {"model": "a0-stream", "resolution": args.resolution,
                                 "frames": args.frames, "data_loop_pause_s": pause,
                                 "rows": rows})

@@ -18,7 +18,7 @@ from movinet_ray.tracking import setup_mlflow
 from movinet_ray.train.demo import DEMO_CLASSES, motion_config, motion_data
 from movinet_ray.train.job import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~8 min alone; a hang guard
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # ~7 min alone; a hang guard
 
 # When A0 leaves chance varies with the seed: in a sweep of seeds 1-5 (2026-12-05) the training
 # loss fell below 1.0 at step 125-225 and validation top-1 at step 300 was 0.905-1.0, and one CI
