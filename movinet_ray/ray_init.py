@@ -52,8 +52,8 @@ def pace_ray_data() -> None:
     their outputs are ready but held back for a consumer that is still busy (a trainer in
     the middle of a step), ``ray.wait`` returns at once and the loop spins. In training that
     loop runs in the ``SplitCoordinator`` actor feeding the Ray Train workers, and it took
-    75 % of a core of the 2-core demo machine (A0 with the demo recipe: 1.38 s a step
-    without the pause, 0.77 s with it; ``benchmarks/train_speed.py`` compares both). The
+    75 % of a core of the 2-core demo machine (A0, batch 32 on 2 workers: 1.10 s a step
+    without the pause, 0.845 s with it; ``benchmarks/train_speed.py`` compares both). The
     loop pauses only while its output queue holds data for a consumer that has not taken it,
     so a fast consumer (a GPU) that waits for data is never slowed. Only local Rays started
     by :func:`init_ray` install it (small machines, where the spin competes with training for
