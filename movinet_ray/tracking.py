@@ -257,6 +257,7 @@ class StepLogger:
         os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
         self.run_id = run_id
         self.client = mlflow.MlflowClient(tracking_uri)
+        self._pending = []  # RunOperations not yet waited for
         history = self.client.get_metric_history(run_id, key)
         self.logged_through = max((m.step for m in history), default=0)
 
@@ -274,14 +275,18 @@ class StepLogger:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(batch), 1000):  # MLflow's per-request limit
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 1000], synchronous=False)
+            self._pending.append(self.client.log_batch(self.run_id, metrics=batch[i:i + 1000],
+                                                       synchronous=False))
         self.logged_through = max(self.logged_through, step)
         return True
 
     def flush(self) -> None:
-        import mlflow
-
-        mlflow.flush_async_logging()
+        """Wait until every queued step is in MLflow. Waits on this logger's own operations:
+        ``mlflow.flush_async_logging()`` flushes the process's default store, which in a Ray
+        Train worker is a fresh ``mlflow.db`` in a Ray session folder, not the run's."""
+        pending, self._pending = self._pending, []
+        for operation in pending:
+            operation.wait()
 
 
 def log_evaluation(report: dict[str, Any], class_names, step: int,

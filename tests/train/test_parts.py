@@ -181,6 +181,30 @@ def test_step_logger_logs_each_step_once_across_a_restart(mlflow_uri):
     assert [(m.step, m.value) for m in resumes] == [(4, 4.0)]
 
 
+def test_step_logger_flushes_its_own_store_whatever_the_process_default(mlflow_uri, tmp_path):
+    """A Ray Train worker's MLflow default is not the run's store (its cwd is a Ray session
+    folder): flushing must wait for the logger's own queue and touch no other store."""
+    from movinet_ray.tracking import StepLogger, setup_mlflow
+
+    mlflow = setup_mlflow(mlflow_uri, "flush")
+    run_id = mlflow.MlflowClient().create_run(
+        mlflow.get_experiment_by_name("flush").experiment_id).info.run_id
+    elsewhere = tmp_path / "elsewhere" / "mlflow.db"
+    elsewhere.parent.mkdir()
+    default = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{elsewhere}")
+    try:
+        logger = StepLogger(run_id, mlflow_uri)
+        for step in range(1, 51):
+            logger.log(step, {"train/loss": 1.0 / step})
+        logger.flush()
+        history = mlflow.MlflowClient(mlflow_uri).get_metric_history(run_id, "train/loss")
+    finally:
+        mlflow.set_tracking_uri(default)
+    assert sorted(m.step for m in history) == list(range(1, 51))
+    assert not elsewhere.exists()
+
+
 def test_ui_serves_the_sqlite_store_and_its_artifacts(tmp_path):
     from movinet_ray.tracking import ui_command
 
