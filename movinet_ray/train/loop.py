@@ -75,6 +75,10 @@ def train_loop_per_worker(config: dict) -> None:
         scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
 
+    # Asking for the shards first starts the datasets' coordinator actors, so their start-up
+    # overlaps MLflow's (seconds each on a small machine, before the first step).
+    batches = _endless_batches(ray.train.get_dataset_shard("train"), cfg.micro_batch, device)
+    val_shard = ray.train.get_dataset_shard("val")
     nodes = [ray.util.get_node_ip_address()] * world
     if world > 1:
         dist.all_gather_object(nodes, nodes[0])
@@ -90,8 +94,6 @@ def train_loop_per_worker(config: dict) -> None:
             # one point per restart, at the step training continues from
             logger.log(start, {"train/resumed_from_step": start}, always=True)
 
-    batches = _endless_batches(ray.train.get_dataset_shard("train"), cfg.micro_batch, device)
-    val_shard = ray.train.get_dataset_shard("val")
     num_classes = len(config["class_names"])
     autocast = (torch.autocast(device.type, dtype=amp) if amp is not None
                 else contextlib.nullcontext())
