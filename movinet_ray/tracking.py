@@ -404,7 +404,8 @@ def ui_command(tracking_uri: str | None = None, host: str = "127.0.0.1", port: i
 
     A local SQLite store serves its ``mlartifacts`` folder next to the database (where
     :func:`setup_mlflow` puts experiments' artifacts); job execution is off (it starts
-    seven extra processes and triples the start-up time).
+    seven extra processes and triples the start-up time); one server process, not MLflow's
+    four: a UI for one person, and SQLite takes one writer at a time anyway.
     """
     import sys
 
@@ -415,7 +416,7 @@ def ui_command(tracking_uri: str | None = None, host: str = "127.0.0.1", port: i
     if artifacts is None and uri.startswith("sqlite:///"):
         artifacts = str(Path(uri[len("sqlite:///"):]).parent / DEFAULT_ARTIFACTS)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-           "--backend-store-uri", uri]
+           "--backend-store-uri", uri, "--workers", "1"]
     if artifacts:
         cmd += ["--artifacts-destination", artifacts]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

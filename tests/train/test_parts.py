@@ -213,6 +213,7 @@ def test_ui_serves_the_sqlite_store_and_its_artifacts(tmp_path):
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "5432" in cmd
     assert cmd[cmd.index("--artifacts-destination") + 1] == str(tmp_path / "mlartifacts")
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert cmd[cmd.index("--workers") + 1] == "1"
     with pytest.raises(ValueError, match="database store"):
         ui_command("http://127.0.0.1:5000")
 
