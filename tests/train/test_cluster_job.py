@@ -5,6 +5,7 @@ registered model land on the server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -54,14 +55,20 @@ class Processes:
         return proc
 
     def stop(self):
+        """SIGTERM each group, SIGKILL what is still up after 5 s: a `ray start --head
+        --block` took over 30 s to wind down, and these nodes hold nothing worth keeping."""
         import psutil
 
         for proc in reversed(self.groups):
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            except ProcessLookupError:
                 pass
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         leftovers = [p for p in psutil.process_iter(["pid", "cmdline"])
                      if str(self.temp_dir) in " ".join(p.info["cmdline"] or [])]
         for p in leftovers:
