@@ -104,8 +104,11 @@ def train_loop_per_worker(config: dict) -> None:
         set_train_mode(ddp, cfg.model.freeze_backbone)
         t0 = time.perf_counter()
         total_loss = torch.zeros((), device=device)
+        data_seconds = 0.0
         for micro in range(accum):
+            t_data = time.perf_counter()
             clip, label = next(batches)
+            data_seconds += time.perf_counter() - t_data
             sync = micro == accum - 1 or world == 1
             with (contextlib.nullcontext() if sync else ddp.no_sync()):
                 with autocast:
@@ -125,7 +128,9 @@ def train_loop_per_worker(config: dict) -> None:
             dist.all_reduce(total_loss, op=dist.ReduceOp.AVG)
         seconds = time.perf_counter() - t0
         metrics = {"train/loss": float(total_loss), "train/lr": lr,
-                   "train/clips_per_s": cfg.train.batch_size / seconds}
+                   "train/clips_per_s": cfg.train.batch_size / seconds,
+                   # rank 0's wait for input: near 0 when decoding keeps up
+                   "train/data_wait_s": data_seconds}
 
         last = step == cfg.train.steps
         report = None

@@ -94,7 +94,7 @@ def test_killed_workers_recover_and_a_failed_run_resumes_by_name(ray_local, tiny
     resumes = client.get_metric_history(result.run_id, "train/resumed_from_step")
     assert sorted((int(m.step), m.value) for m in resumes) == [(4, 4.0), (8, 8.0)]
     # every step's metrics are in MLflow exactly once; evaluations at 4, 8, 12
-    for key in ("train/loss", "train/lr", "train/clips_per_s"):
+    for key in ("train/loss", "train/lr", "train/clips_per_s", "train/data_wait_s"):
         assert _steps(client, result.run_id, key) == list(range(1, 13)), key
     assert _steps(client, result.run_id, "val/top1") == [4, 8, 12]
     assert run.data.metrics["train/steps_done"] == 12
