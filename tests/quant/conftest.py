@@ -37,17 +37,12 @@ def squares(tmp_path_factory):
 def trained(squares, tmp_path_factory):
     """A quantization-friendly A0-stream (ReLU6, no SE) trained from scratch on the squares."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches on a shared 2-core machine: 1 thread is faster
     start = time.perf_counter()
-    try:
-        model = create_quantizable_model("a0", num_classes=len(CLASSES), dropout=0.0,
-                                         bn_momentum=0.1)
-        xt, yt = squares.train
-        losses = train_epochs(model, lambda e: shuffled_batches(xt, yt, 16, e), EPOCHS, 2e-3)
-        recalibrate_bn_(model, xt)  # exact BatchNorm statistics for the short schedule
-    finally:
-        torch.set_num_threads(threads)
+    model = create_quantizable_model("a0", num_classes=len(CLASSES), dropout=0.0,
+                                     bn_momentum=0.1)
+    xt, yt = squares.train
+    losses = train_epochs(model, lambda e: shuffled_batches(xt, yt, 16, e), EPOCHS, 2e-3)
+    recalibrate_bn_(model, xt)  # exact BatchNorm statistics for the short schedule
     info = model_info(model, CLASSES, resolution=SIZE, fps=10, frames=8, source="test:squares")
     path = save_model(tmp_path_factory.mktemp("trained") / "squares_a0.pt", model, info)
     top1 = evaluate_top1(model, *squares.val, batch_size=16)
