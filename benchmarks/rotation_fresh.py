@@ -23,6 +23,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --stages 3          # A0's first three block stages only
     python benchmarks/rotation_fresh.py --init torch        # A0 initialised as the 3D CNNs are
     python benchmarks/rotation_fresh.py --deep-rezero 0     # A0's stages 3-5 start as shortcuts
+    python benchmarks/rotation_fresh.py --aux-stage 2       # A0 + a training-only head after stage 2
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -33,7 +34,7 @@ clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neit
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
-[_<conv-type>][_head-swap][_stages<n>][_init-torch][_deep-rezero<s>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
+[_<conv-type>][_head-swap][_stages<n>][_aux<n>-<weight>][_init-torch][_deep-rezero<s>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
 [_seed<n>].json.
 """
 
@@ -267,6 +268,11 @@ def main() -> None:
     p.add_argument("--stages", type=int, default=None,
                    help="MoViNets: keep only the first N of the variant's five block stages "
                         "(the head follows the last kept one)")
+    p.add_argument("--aux-stage", type=int, default=None,
+                   help="MoViNets: deep supervision, a second A0 head on the output of block "
+                        "stage N trained beside the main one (its loss times --aux-weight) and "
+                        "dropped at inference; the evaluation reports the main head")
+    p.add_argument("--aux-weight", type=float, default=1.0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a MoViNetConfig option for the MoViNet models, e.g. se_type=3d, "
                         "causal=true (repeatable)")
@@ -324,6 +330,12 @@ def main() -> None:
                 for stage in model.blocks[2:]:
                     for block in stage:
                         block.rezero.fill_(args.deep_rezero)
+    aux = aux_endpoint = None
+    if args.aux_stage:
+        stage = model.blocks[args.aux_stage - 1]
+        aux_endpoint = f"block{args.aux_stage - 1}_layer{len(stage) - 1}"
+        aux = A0Head(model.cfg.spec.stages[args.aux_stage - 1].out, len(CLASSES))
+        model.add_module("aux_head", aux)  # one optimiser, one train()/eval() switch
     if args.optimizer == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.9, eps=1.0,
                                   momentum=0.9, weight_decay=args.weight_decay)
@@ -334,7 +346,15 @@ def main() -> None:
         for group in opt.param_groups:  # 15 warm-up steps, then constant (the demo's)
             group["lr"] = args.lr * min(1.0, step / 15)
         x, y = render_batch(args.batch, rng, **fmt)
-        loss = F.cross_entropy(model(x)[0], y, label_smoothing=0.1)
+        if aux is None:
+            loss = F.cross_entropy(model(x)[0], y, label_smoothing=0.1)
+        else:
+            endpoints: dict[str, torch.Tensor] = {}
+            pooled, _ = model.forward_features(x, endpoints=endpoints)
+            loss = (F.cross_entropy(model.forward_head(pooled), y, label_smoothing=0.1)
+                    + args.aux_weight * F.cross_entropy(
+                        aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3)), y,
+                        label_smoothing=0.1))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -343,11 +363,23 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             with torch.no_grad():
-                pred = torch.cat([model(val_x[i:i + 50])[0].argmax(1)
-                                  for i in range(0, len(val_y), 50)])
+                preds, aux_preds = [], []
+                for i in range(0, len(val_y), 50):
+                    if aux is None:
+                        preds.append(model(val_x[i:i + 50])[0].argmax(1))
+                        continue
+                    endpoints = {}
+                    pooled, _ = model.forward_features(val_x[i:i + 50], endpoints=endpoints)
+                    preds.append(model.forward_head(pooled).argmax(1))
+                    aux_preds.append(aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3))
+                                     .argmax(1))
+                pred = torch.cat(preds)
             model.train()
             recall = {c: round((pred[val_y == k] == k).float().mean().item(), 3)
                       for k, c in enumerate(CLASSES)}
+            if aux is not None:  # does the shallow head see the direction the main one misses?
+                recall["aux_top1"] = round((torch.cat(aux_preds) == val_y).float().mean()
+                                           .item(), 3)
             curve.append({"step": step, "train_loss": round(statistics.mean(
                 losses[-args.eval_every:]), 4), "val_top1": round(
                 (pred == val_y).float().mean().item(), 3), **recall,
@@ -355,11 +387,13 @@ def main() -> None:
             print(curve[-1], flush=True)
     print(f"\n{args.model}, {args.resolution} px, {args.frames} frames at {args.fps} fps, "
           f"batch {args.batch}, {args.optimizer} lr {args.lr:g}, fresh clips")
-    print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES, "seconds"]))
+    print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES,
+                                 *(["aux_top1"] if aux is not None else []), "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
     suffix += "_head-swap" if args.head == "swap" else ""
     suffix += f"_stages{args.stages}" if args.stages else ""
+    suffix += f"_aux{args.aux_stage}-{args.aux_weight:g}" if args.aux_stage else ""
     suffix += "_init-torch" if args.init == "torch" else ""
     suffix += f"_deep-rezero{args.deep_rezero:g}" if args.deep_rezero is not None else ""
     suffix += f"_{args.optimizer}" if args.optimizer != "adamw" else ""
