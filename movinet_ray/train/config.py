@@ -151,7 +151,8 @@ class LoopSection:
     evaluated first (``checkpoint_every`` is a multiple of ``eval_every``), so each carries
     the validation top-1 that ranks it; the last step always evaluates and checkpoints.
     ``target_top1``: end the run early at the first evaluation whose validation top-1
-    reaches it (that step is checkpointed and counts as the last); None trains all ``steps``.
+    reaches it (that step is checkpointed and counts as the last; a run resumed from that
+    checkpoint trains no further); None trains all ``steps``.
     ``precision``: ``auto`` = bf16 autocast on GPU, fp32 on CPU.
     """
 

@@ -57,10 +57,11 @@ def train_loop_per_worker(config: dict) -> None:
         freeze_backbone_(model)
 
     resumed = ray.train.get_checkpoint()
-    state = None
+    state = resumed_top1 = None
     if resumed is not None:
         with resumed.as_directory() as d:
             state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+            resumed_top1 = json.loads((Path(d) / EVAL_FILE).read_text())["top1"]
         model.load_state_dict(state["model"])
     ddp = ray.train.torch.prepare_model(model)
     module = getattr(ddp, "module", ddp)
@@ -100,7 +101,11 @@ def train_loop_per_worker(config: dict) -> None:
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     accum = cfg.train.grad_accum
 
-    for step in range(start + 1, cfg.train.steps + 1):
+    steps = remaining_steps(cfg, start, resumed_top1)
+    if rank == 0 and not steps and start < cfg.train.steps:
+        log.info("step %d already reached train.target_top1 %.3f (val top-1 %.3f); nothing "
+                 "left to train", start, cfg.train.target_top1, resumed_top1)
+    for step in steps:
         set_train_mode(ddp, cfg.model.freeze_backbone)
         t0 = time.perf_counter()
         total_loss = torch.zeros((), device=device)
@@ -158,6 +163,19 @@ def train_loop_per_worker(config: dict) -> None:
             break
     if logger is not None:
         logger.flush()
+
+
+def remaining_steps(cfg: TrainConfig, start: int, resumed_top1: float | None) -> range:
+    """The steps still to train after the checkpoint at ``start`` (0: a fresh run).
+
+    The loop stops at the first evaluation that reaches ``train.target_top1`` and checkpoints
+    it, so a checkpoint at or above the target is where its run ended: resumed from it (the
+    driver was lost before it saved the model), the run trains no further.
+    """
+    target = cfg.train.target_top1
+    if target is not None and resumed_top1 is not None and resumed_top1 >= target:
+        return range(start + 1, start + 1)
+    return range(start + 1, cfg.train.steps + 1)
 
 
 def _endless_batches(shard, batch_size: int, device: torch.device):

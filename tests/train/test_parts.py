@@ -10,6 +10,7 @@ from movinet_ray.config import ConfigError, load_config
 from movinet_ray.model import create_model, model_info, save_model
 from movinet_ray.model.layers import SqueezeExcitation
 from movinet_ray.train import TrainConfig
+from movinet_ray.train.loop import remaining_steps
 from movinet_ray.train.metrics import EvalSums, summarize
 from movinet_ray.train.optim import freeze_backbone_, lr_factor, make_optimizer, param_groups
 from movinet_ray.train.weights import initial_model
@@ -28,6 +29,19 @@ def test_warmup_then_cosine_to_zero_or_constant():
     assert lr_factor(0, 0, 10) == 1.0 and lr_factor(5, 0, 10) == pytest.approx(0.5)
     assert [lr_factor(s, 4, 20, "constant") for s in (0, 3, 4, 12, 19)] == [0.25, 1.0, 1.0, 1.0,
                                                                           1.0]
+
+
+def test_a_run_resumed_from_the_checkpoint_that_reached_its_target_trains_no_further():
+    cfg = _cfg("train.steps=400", "train.target_top1=0.8")
+    assert remaining_steps(cfg, 0, None) == range(1, 401)  # a fresh run
+    assert remaining_steps(cfg, 250, 0.7) == range(251, 401)  # restarted below the target
+    # the run stopped at step 300 (0.85) and lost its driver before saving the model
+    assert list(remaining_steps(cfg, 300, 0.85)) == []
+    assert list(remaining_steps(cfg, 300, 0.8)) == []  # "reaches" includes equality
+    assert remaining_steps(_cfg("train.steps=400"), 300, 0.85) == range(301, 401)  # no target
+    # a raised target on resume: train on towards it
+    assert remaining_steps(_cfg("train.steps=400", "train.target_top1=0.9"), 300,
+                           0.85) == range(301, 401)
 
 
 def test_param_groups_freeze_backbone_lr_factor_and_no_decay_on_scalars():
