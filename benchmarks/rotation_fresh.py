@@ -24,6 +24,7 @@ direction of motion) without the rotation's "which way round" conjunction:
     python benchmarks/rotation_fresh.py --init torch        # A0 initialised as the 3D CNNs are
     python benchmarks/rotation_fresh.py --deep-rezero 0     # A0's stages 3-5 start as shortcuts
     python benchmarks/rotation_fresh.py --aux-stage 2       # A0 + a training-only head after stage 2
+    python benchmarks/rotation_fresh.py --aux-stage 2 --main-from 1501  # grown: stages 1-2 first
 
 ``--model c3d`` is a control outside MoViNet: four dense 3x3x3 convolutions with BatchNorm,
 no depthwise or (2+1)D factorisation, so a result that holds for both is about the task,
@@ -34,7 +35,7 @@ clock hand shows unambiguously) and 32 clips a step; at 5 fps with 16 clips neit
 learned even left/right (A0 in 3000 steps, the plain 3D CNN in 1500), the slow start
 docs/train.md describes; with 32 clips A0 learns it there by step 750. Writes
 benchmarks/results/rotation_fresh_<model>_<resolution>px_<fps>fps_<steps>[_radius<min>-<max>]
-[_<conv-type>][_head-swap][_stages<n>][_aux<n>-<weight>][_init-torch][_deep-rezero<s>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
+[_<conv-type>][_head-swap][_stages<n>][_aux<n>-<weight>][_main-from<step>][_init-torch][_deep-rezero<s>][_<optimizer>][_lr<lr>][_batch<n>][_wd<decay>][_<key>-<value>...]
 [_seed<n>].json.
 """
 
@@ -273,6 +274,10 @@ def main() -> None:
                         "stage N trained beside the main one (its loss times --aux-weight) and "
                         "dropped at inference; the evaluation reports the main head")
     p.add_argument("--aux-weight", type=float, default=1.0)
+    p.add_argument("--main-from", type=int, default=1, metavar="STEP",
+                   help="with --aux-stage: the main head's loss counts from this step on; "
+                        "before it only the shallow network under the aux head trains (the "
+                        "network grows)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a MoViNetConfig option for the MoViNet models, e.g. se_type=3d, "
                         "causal=true (repeatable)")
@@ -351,10 +356,11 @@ def main() -> None:
         else:
             endpoints: dict[str, torch.Tensor] = {}
             pooled, _ = model.forward_features(x, endpoints=endpoints)
-            loss = (F.cross_entropy(model.forward_head(pooled), y, label_smoothing=0.1)
-                    + args.aux_weight * F.cross_entropy(
-                        aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3)), y,
-                        label_smoothing=0.1))
+            loss = args.aux_weight * F.cross_entropy(
+                aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3)), y, label_smoothing=0.1)
+            if step >= args.main_from:
+                loss = loss + F.cross_entropy(model.forward_head(pooled), y,
+                                              label_smoothing=0.1)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -378,8 +384,11 @@ def main() -> None:
             recall = {c: round((pred[val_y == k] == k).float().mean().item(), 3)
                       for k, c in enumerate(CLASSES)}
             if aux is not None:  # does the shallow head see the direction the main one misses?
-                recall["aux_top1"] = round((torch.cat(aux_preds) == val_y).float().mean()
-                                           .item(), 3)
+                aux_pred = torch.cat(aux_preds)
+                recall["aux_top1"] = round((aux_pred == val_y).float().mean().item(), 3)
+                for k in (2, 3):  # the rotation pair
+                    recall[f"aux_{CLASSES[k]}"] = round(
+                        (aux_pred[val_y == k] == k).float().mean().item(), 3)
             curve.append({"step": step, "train_loss": round(statistics.mean(
                 losses[-args.eval_every:]), 4), "val_top1": round(
                 (pred == val_y).float().mean().item(), 3), **recall,
@@ -388,12 +397,14 @@ def main() -> None:
     print(f"\n{args.model}, {args.resolution} px, {args.frames} frames at {args.fps} fps, "
           f"batch {args.batch}, {args.optimizer} lr {args.lr:g}, fresh clips")
     print(markdown_table(curve, ["step", "train_loss", "val_top1", *CLASSES,
-                                 *(["aux_top1"] if aux is not None else []), "seconds"]))
+                                 *(["aux_top1", "aux_rotate_cw", "aux_rotate_ccw"]
+                                   if aux is not None else []), "seconds"]))
     suffix = f"_radius{args.radius[0]:g}-{args.radius[1]:g}" if args.radius else ""
     suffix += f"_{args.conv_type}" if args.conv_type else ""
     suffix += "_head-swap" if args.head == "swap" else ""
     suffix += f"_stages{args.stages}" if args.stages else ""
     suffix += f"_aux{args.aux_stage}-{args.aux_weight:g}" if args.aux_stage else ""
+    suffix += f"_main-from{args.main_from}" if args.aux_stage and args.main_from > 1 else ""
     suffix += "_init-torch" if args.init == "torch" else ""
     suffix += f"_deep-rezero{args.deep_rezero:g}" if args.deep_rezero is not None else ""
     suffix += f"_{args.optimizer}" if args.optimizer != "adamw" else ""
