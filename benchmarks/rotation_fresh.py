@@ -341,6 +341,16 @@ def main() -> None:
         aux_endpoint = f"block{args.aux_stage - 1}_layer{len(stage) - 1}"
         aux = A0Head(model.cfg.spec.stages[args.aux_stage - 1].out, len(CLASSES))
         model.add_module("aux_head", aux)  # one optimiser, one train()/eval() switch
+
+    def forward(x: torch.Tensor):
+        """The main head's logits and, with --aux-stage, the aux head's (else None)."""
+        if aux is None:
+            return model(x)[0], None
+        endpoints: dict[str, torch.Tensor] = {}
+        pooled, _ = model.forward_features(x, endpoints=endpoints)
+        return (model.forward_head(pooled),
+                aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3)))
+
     if args.optimizer == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.9, eps=1.0,
                                   momentum=0.9, weight_decay=args.weight_decay)
@@ -351,16 +361,13 @@ def main() -> None:
         for group in opt.param_groups:  # 15 warm-up steps, then constant (the demo's)
             group["lr"] = args.lr * min(1.0, step / 15)
         x, y = render_batch(args.batch, rng, **fmt)
+        main_logits, aux_logits = forward(x)
         if aux is None:
-            loss = F.cross_entropy(model(x)[0], y, label_smoothing=0.1)
+            loss = F.cross_entropy(main_logits, y, label_smoothing=0.1)
         else:
-            endpoints: dict[str, torch.Tensor] = {}
-            pooled, _ = model.forward_features(x, endpoints=endpoints)
-            loss = args.aux_weight * F.cross_entropy(
-                aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3)), y, label_smoothing=0.1)
+            loss = args.aux_weight * F.cross_entropy(aux_logits, y, label_smoothing=0.1)
             if step >= args.main_from:
-                loss = loss + F.cross_entropy(model.forward_head(pooled), y,
-                                              label_smoothing=0.1)
+                loss = loss + F.cross_entropy(main_logits, y, label_smoothing=0.1)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -371,14 +378,10 @@ def main() -> None:
             with torch.no_grad():
                 preds, aux_preds = [], []
                 for i in range(0, len(val_y), 50):
-                    if aux is None:
-                        preds.append(model(val_x[i:i + 50])[0].argmax(1))
-                        continue
-                    endpoints = {}
-                    pooled, _ = model.forward_features(val_x[i:i + 50], endpoints=endpoints)
-                    preds.append(model.forward_head(pooled).argmax(1))
-                    aux_preds.append(aux(endpoints[aux_endpoint].permute(0, 4, 1, 2, 3))
-                                     .argmax(1))
+                    main_logits, aux_logits = forward(val_x[i:i + 50])
+                    preds.append(main_logits.argmax(1))
+                    if aux_logits is not None:
+                        aux_preds.append(aux_logits.argmax(1))
                 pred = torch.cat(preds)
             model.train()
             recall = {c: round((pred[val_y == k] == k).float().mean().item(), 3)
